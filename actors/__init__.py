@@ -1,0 +1,1 @@
+"""Long-lived asyncio actors on JetStream durable consumers, and the runtime that runs them."""

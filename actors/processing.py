@@ -1,0 +1,89 @@
+"""The processing actor: runs the processor for the file's detected type, stores the
+result JSON in S3, and emits `processed` or `failed`."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+import msgspec
+from botocore.exceptions import BotoCoreError, ClientError
+
+from actors.errors import BadFile, TransientError
+from actors.processors.base import FileInfo, Processor
+from actors.processors.registry import pick
+from actors.runtime import Delivery
+from schemas.events import Envelope, Failed, Processed, Verified, follow_up
+from schemas.keys import result_key
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3 import S3Client
+
+CHUNK = 1024 * 1024
+
+
+class ProcessingActor:
+    name: ClassVar[str] = "processing"
+    confirm_ack: ClassVar[bool] = False
+    in_order: ClassVar[bool] = False
+    fails_job: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        s3: S3Client,
+        bucket: str,
+        processors: Sequence[Processor],
+        *,
+        work_dir: Path | None = None,
+    ) -> None:
+        self._s3 = s3
+        self._bucket = bucket
+        self._processors = processors
+        self._work_dir = work_dir
+        self._encoder = msgspec.json.Encoder()
+
+    async def handle(self, event: Envelope, delivery: Delivery) -> Sequence[Envelope]:
+        match event.data:
+            case Verified() as data:
+                return [follow_up(event, await self._process(event, data), source=self.name)]
+            case _:
+                return []
+
+    async def _process(self, event: Envelope, data: Verified) -> Processed | Failed:
+        processor = pick(self._processors, data.mime)
+        info = FileInfo(filename=data.filename, size=data.size, sha256=data.sha256, mime=data.mime)
+        with tempfile.TemporaryDirectory(prefix="conveyor-", dir=self._work_dir) as tmp:
+            source = Path(tmp) / "source"
+            await self._download(data.key, source)
+            try:
+                # Processors block and use CPU (polars releases the GIL): keep the loop free.
+                result = await asyncio.to_thread(processor.run, source, info)
+            except BadFile as exc:
+                return Failed(reason=exc.reason, stage=self.name)
+        key = result_key(event.owner, event.job_id)
+        try:
+            await self._s3.put_object(
+                Bucket=self._bucket,
+                Key=key,
+                Body=self._encoder.encode(result),
+                ContentType="application/json",
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise TransientError(f"S3 put_object: {exc}") from exc
+        return Processed(processor=processor.name, result_key=key, result=result)
+
+    async def _download(self, key: str, target: Path) -> None:
+        try:
+            obj = await self._s3.get_object(Bucket=self._bucket, Key=key)
+            body = obj["Body"]
+            try:
+                with target.open("wb") as out:
+                    while chunk := await body.read(CHUNK):
+                        out.write(chunk)
+            finally:
+                body.close()
+        except (ClientError, BotoCoreError) as exc:
+            raise TransientError(f"S3 get_object: {exc}") from exc

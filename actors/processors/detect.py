@@ -1,0 +1,110 @@
+"""Content sniffing: what a file is, judged from its first bytes rather than the client's claim."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+
+import filetype
+
+HEAD_SIZE = 64 * 1024
+"""How many leading bytes callers read before calling `detect_mime`."""
+
+EMPTY = "application/x-empty"
+BINARY = "application/octet-stream"
+PARQUET = "application/vnd.apache.parquet"
+CSV = "text/csv"
+TSV = "text/tab-separated-values"
+PLAIN = "text/plain"
+
+DELIMITERS = ",\t;|"
+
+# Formats whose signatures are printable text: when filetype names one of these we trust it
+# even though the bytes would also pass as text.
+_TEXTUAL_FORMATS = frozenset({"application/pdf", "application/rtf", "application/postscript"})
+
+# C0 controls and DEL, minus tab, LF and CR. Multi-byte UTF-8 sequences only use bytes >= 0x80,
+# so this test means the same for UTF-8 and Latin-1.
+_CONTROL_BYTES = bytes(b for b in range(0x20) if b not in b"\t\n\r") + b"\x7f"
+
+
+def detect_mime(head: bytes) -> str:
+    """Return the MIME type of a file from (at most) its first `HEAD_SIZE` bytes."""
+    if not head:
+        return EMPTY
+    kind = filetype.guess(head)
+    mime: str | None = kind.mime if kind is not None else None
+    text = decode_text(head)
+    if text is None:
+        if mime is not None:
+            return mime
+        # filetype has no parquet matcher; the magic alone is enough once the bytes are binary.
+        return PARQUET if head.startswith(b"PAR1") else BINARY
+    # Weak signatures ("BM" for bitmaps, "MZ" for executables) also start ordinary text
+    # such as a CSV header, so text wins unless the match is itself a text-based format.
+    if mime in _TEXTUAL_FORMATS:
+        return mime
+    delimiter = sniff_delimiter(text)
+    if delimiter is None:
+        return PLAIN
+    return TSV if delimiter == "\t" else CSV
+
+
+def decode_text(head: bytes) -> str | None:
+    """Decode `head` as UTF-8 (BOM optional) or else Latin-1; None when it looks binary."""
+    if len(head.translate(None, _CONTROL_BYTES)) != len(head):
+        return None
+    # An incremental decoder holds back a multi-byte character cut off at the end of the head
+    # instead of failing on it.
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    try:
+        return decoder.decode(head, final=False)
+    except UnicodeDecodeError:
+        return head.decode("latin-1")
+
+
+def sniff_delimiter(text: str, delimiters: str = DELIMITERS) -> str | None:
+    """The delimiter that splits every sampled record into the same number (>= 2) of fields."""
+    sample = _complete_lines(text)
+    try:
+        sniffed = csv.Sniffer().sniff(sample, delimiters=delimiters).delimiter
+    except csv.Error:
+        sniffed = None
+    if sniffed is not None and _field_count(sample, sniffed) >= 2:
+        return sniffed
+    # The Sniffer gives up on some regular files (and sometimes guesses wrong), so try each
+    # candidate directly and keep the one producing the most fields.
+    best, best_width = None, 1
+    for delimiter in delimiters:
+        width = _field_count(sample, delimiter)
+        if width > best_width:
+            best, best_width = delimiter, width
+    return best
+
+
+def _complete_lines(text: str) -> str:
+    """Drop a trailing unterminated line, which may have been cut short by the head limit."""
+    if text.endswith(("\n", "\r")):
+        return text
+    cut = text.rfind("\n")
+    # Keep short inputs whole: with fewer than two complete lines there is nothing to spare.
+    if cut < 0 or text.count("\n", 0, cut) < 1:
+        return text
+    return text[: cut + 1]
+
+
+def _field_count(sample: str, delimiter: str) -> int:
+    """Fields per record when every record agrees, else 0; needs at least two records."""
+    try:
+        records = [r for r in csv.reader(io.StringIO(sample), delimiter=delimiter) if r]
+    except csv.Error:
+        return 0
+    if len(records) < 2:
+        return 0
+    # The last record may be a quoted multi-line field cut off by the head limit; judge by the
+    # others when there are enough of them.
+    if len(records) > 2:
+        records.pop()
+    width = len(records[0])
+    return width if all(len(r) == width for r in records) else 0

@@ -1,0 +1,57 @@
+"""Publishing job events to JetStream: `Nats-Msg-Id` set, the ack awaited, retried safely."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+import structlog
+from nats.errors import ConnectionClosedError, NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.api import PubAck
+from nats.js.errors import NoStreamResponseError
+
+from actors.errors import TransientError
+from schemas import subjects
+from schemas.events import Envelope
+
+log = structlog.get_logger("actors.publisher")
+
+REQUEST_ID_HEADER = "Conveyor-Request-Id"
+
+
+class Publisher:
+    """Stores events in the JOBS stream; a returned `PubAck` means the event is durable.
+
+    A publish that times out is retried with the same `Nats-Msg-Id`: if the first
+    attempt was in fact stored, the stream's duplicate window drops the second.
+    """
+
+    def __init__(self, js: JetStreamContext, *, timeout: float = 5.0, attempts: int = 3) -> None:
+        self._js = js
+        self._timeout = timeout
+        self._attempts = attempts
+        self._encoder = msgspec.json.Encoder()
+
+    async def publish(self, event: Envelope) -> PubAck:
+        subject = subjects.job_event(event.job_id, event.type)
+        payload = self._encoder.encode(event)
+        headers = {subjects.MSG_ID_HEADER: str(event.id), REQUEST_ID_HEADER: event.correlation_id}
+        for attempt in range(1, self._attempts + 1):
+            try:
+                return await self._js.publish(
+                    subject,
+                    payload,
+                    timeout=self._timeout,
+                    stream=subjects.JOBS_STREAM,
+                    headers=dict(headers),
+                )
+            except (NatsTimeoutError, NoStreamResponseError, NoRespondersError) as exc:
+                log.warning("publish not acknowledged", subject=subject, attempt=attempt)
+                if attempt == self._attempts:
+                    raise TransientError(f"publish to {subject} not acknowledged") from exc
+                await asyncio.sleep(0.2 * attempt)
+            except ConnectionClosedError as exc:
+                raise TransientError("NATS connection closed") from exc
+        raise AssertionError("unreachable")

@@ -1,0 +1,241 @@
+"""The runtime that runs any actor: fetch, decode, handle, publish follow-ups, ack.
+
+An actor module holds only its logic (an `Actor`); this module owns delivery:
+acks after the effect, naks with a delay on transient errors, dead letters on
+permanent ones or after `max_deliver` tries, progress signals for long work,
+and a drain on shutdown that leaves unfinished messages unacked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+from typing import ClassVar, Protocol
+
+import msgspec
+import structlog
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+
+from actors.errors import BadFile, PermanentError, TransientError
+from actors.publisher import REQUEST_ID_HEADER, Publisher
+from schemas import subjects
+from schemas.events import Envelope, Failed, follow_up
+from schemas.settings import Settings
+
+log = structlog.get_logger("actors.runtime")
+
+
+class Delivery(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a message came from, for handlers that need more than the event."""
+
+    subject: str
+    stream_seq: int
+    num_delivered: int
+    data: bytes
+
+
+class Actor(Protocol):
+    """One actor's logic. `handle` returns the events its effect causes.
+
+    It must be idempotent: the same message may arrive again after a crash.
+    """
+
+    name: ClassVar[str]
+    # Confirm the ack with the server: for effects where a lost ack costs a re-apply.
+    confirm_ack: ClassVar[bool]
+    # After dead-lettering, publish `failed` for the job (pipeline stages do; observers don't).
+    fails_job: ClassVar[bool]
+    # Retry transient errors in place instead of nak: later messages wait, so one
+    # consumer applies the stream strictly in order (persistence needs this).
+    in_order: ClassVar[bool]
+
+    async def handle(self, event: Envelope, delivery: Delivery) -> Sequence[Envelope]: ...
+
+
+class Runtime:
+    """Runs one actor on its durable consumer until `stop` is set."""
+
+    def __init__(
+        self,
+        actor: Actor,
+        js: JetStreamContext,
+        publisher: Publisher,
+        settings: Settings,
+        *,
+        batch: int = 16,
+        fetch_timeout: float = 1.0,
+    ) -> None:
+        self.actor = actor
+        self._js = js
+        self._publisher = publisher
+        self._settings = settings
+        self._batch = batch
+        self._fetch_timeout = fetch_timeout
+        self._decoder = msgspec.json.Decoder(Envelope)
+        self._encoder = msgspec.json.Encoder()
+        self.handled = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Fetch and handle until `stop`; then hand back what was fetched but not started."""
+        name = self.actor.name
+        sub = await self._js.pull_subscribe_bind(durable=name, stream=subjects.JOBS_STREAM)
+        log.info("actor started", actor=name)
+        try:
+            while not stop.is_set():
+                try:
+                    msgs = await sub.fetch(self._batch, timeout=self._fetch_timeout)
+                except NatsTimeoutError:
+                    continue
+                for index, msg in enumerate(msgs):
+                    if stop.is_set():
+                        # Not started: give them back now rather than after ack_wait.
+                        for rest in msgs[index:]:
+                            with contextlib.suppress(Exception):
+                                await rest.nak()
+                        break
+                    await self.process(msg)
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+            log.info("actor stopped", actor=name, handled=self.handled)
+
+    async def process(self, msg: Msg) -> None:
+        meta = msg.metadata
+        delivery = Delivery(
+            subject=msg.subject,
+            stream_seq=meta.sequence.stream,
+            num_delivered=meta.num_delivered,
+            data=msg.data,
+        )
+        bound = log.bind(
+            actor=self.actor.name,
+            subject=msg.subject,
+            seq=delivery.stream_seq,
+            delivered=delivery.num_delivered,
+            request_id=(msg.headers or {}).get(REQUEST_ID_HEADER),
+        )
+        started = time.perf_counter()
+        try:
+            event = self._decoder.decode(msg.data)
+        except msgspec.DecodeError as exc:
+            await self._dead_letter(msg, delivery, None, f"undecodable message: {exc}")
+            await msg.term()
+            bound.error("dead-lettered", reason=str(exc))
+            return
+        bound = bound.bind(job_id=str(event.job_id), event=event.type)
+        heartbeat = asyncio.create_task(self._keep_alive(msg))
+        try:
+            outcome = await self._handle(msg, event, delivery)
+        finally:
+            heartbeat.cancel()
+        self.handled += 1
+        ms = round((time.perf_counter() - started) * 1000, 2)
+        if outcome.startswith("dead-lettered") or outcome.startswith("retry"):
+            bound.warning("handled", outcome=outcome, ms=ms)
+        else:
+            bound.info("handled", outcome=outcome, ms=ms)
+
+    async def _handle(self, msg: Msg, event: Envelope, delivery: Delivery) -> str:
+        attempt = 0
+        while True:
+            try:
+                for out in await self.actor.handle(event, delivery):
+                    await self._publisher.publish(out)
+                break
+            except TransientError as exc:
+                if not self.actor.in_order:
+                    return await self._retry_or_give_up(msg, event, delivery, exc.reason, exc.delay)
+                # Later messages wait behind this one; the heartbeat keeps it ours.
+                attempt += 1
+                log.warning("retrying in place", actor=self.actor.name, reason=exc.reason)
+                await asyncio.sleep(exc.delay or min(0.1 * 2.0**attempt, 5.0))
+            except (PermanentError, BadFile) as exc:
+                # BadFile here means the actor did not turn it into an event itself.
+                return await self._give_up(msg, event, delivery, exc.reason)
+            except Exception as exc:
+                # Unexpected: maybe a bug, maybe the world. Retry, bounded by max_deliver.
+                log.exception("handler raised", actor=self.actor.name, job_id=str(event.job_id))
+                reason = f"{type(exc).__name__}: {exc}"
+                return await self._retry_or_give_up(msg, event, delivery, reason, None)
+        if self.actor.confirm_ack:
+            await msg.ack_sync()
+        else:
+            await msg.ack()
+        return "ok"
+
+    async def _retry_or_give_up(
+        self, msg: Msg, event: Envelope, delivery: Delivery, reason: str, delay: float | None
+    ) -> str:
+        if delivery.num_delivered >= self._settings.max_deliver:
+            return await self._give_up(
+                msg, event, delivery, f"{reason} (gave up after {delivery.num_delivered} tries)"
+            )
+        # Exponential, capped: a down server gets time to come back.
+        wait = delay if delay is not None else min(2.0 ** (delivery.num_delivered - 1), 30.0)
+        await msg.nak(delay=wait)
+        return f"retry in {wait:.1f}s: {reason}"
+
+    async def _give_up(self, msg: Msg, event: Envelope, delivery: Delivery, reason: str) -> str:
+        await self._dead_letter(msg, delivery, event, reason)
+        if self.actor.fails_job:
+            failed = follow_up(
+                event, Failed(reason=reason, stage=self.actor.name), source="runtime"
+            )
+            await self._publisher.publish(failed)
+        await msg.term()
+        return f"dead-lettered: {reason}"
+
+    async def _dead_letter(
+        self, msg: Msg, delivery: Delivery, event: Envelope | None, reason: str
+    ) -> None:
+        headers = dict(msg.headers or {})
+        headers.pop(subjects.MSG_ID_HEADER, None)
+        headers.update(
+            {
+                "Conveyor-Original-Subject": delivery.subject,
+                "Conveyor-Original-Seq": str(delivery.stream_seq),
+                "Conveyor-Delivered": str(delivery.num_delivered),
+                "Conveyor-Actor": self.actor.name,
+                "Conveyor-Error": reason[:1000],
+                # One dead letter per (actor, original message), however often we get here.
+                subjects.MSG_ID_HEADER: f"{self.actor.name}:{delivery.stream_seq}",
+            }
+        )
+        job_id = event.job_id if event is not None else None
+        await self._js.publish(
+            subjects.dead_letter(self.actor.name, job_id),
+            msg.data,
+            stream=subjects.DEAD_LETTER_STREAM,
+            headers=headers,
+        )
+
+    async def _keep_alive(self, msg: Msg) -> None:
+        # Well inside ack_wait, so long work is not redelivered to a second worker.
+        interval = max(self._settings.ack_wait_seconds / 3, 0.5)
+        while True:
+            await asyncio.sleep(interval)
+            with contextlib.suppress(Exception):
+                await msg.in_progress()
+
+
+async def run_until_stopped(runtime: Runtime, stop: asyncio.Event, grace: float) -> None:
+    """Run `runtime`; once `stop` is set, let in-flight work finish within `grace` seconds.
+
+    What is still running after that is cancelled: its transaction rolls back and
+    its message, unacked, is redelivered. Nothing is half-applied.
+    """
+    task = asyncio.create_task(runtime.run(stop), name=f"actor:{runtime.actor.name}")
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        stopped.cancel()
+        task.result()
+        return
+    try:
+        await asyncio.wait_for(task, timeout=grace)
+    except TimeoutError:
+        log.warning("in-flight work cancelled at shutdown deadline", actor=runtime.actor.name)

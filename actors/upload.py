@@ -1,0 +1,86 @@
+"""The upload actor: is the object in S3 what the client declared?
+
+Emits `verifying`, then `verified` or `rejected`."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from actors.errors import TransientError
+from actors.processors.detect import detect_mime
+from actors.publisher import Publisher
+from actors.runtime import Delivery
+from schemas.events import Envelope, Rejected, Uploaded, Verified, Verifying, follow_up
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3 import S3Client
+
+HEAD_BYTES = 64 * 1024
+CHUNK = 1024 * 1024
+
+
+class UploadActor:
+    name: ClassVar[str] = "upload"
+    confirm_ack: ClassVar[bool] = False
+    in_order: ClassVar[bool] = False
+    fails_job: ClassVar[bool] = True
+
+    def __init__(self, s3: S3Client, bucket: str, publisher: Publisher) -> None:
+        self._s3 = s3
+        self._bucket = bucket
+        self._publisher = publisher
+
+    async def handle(self, event: Envelope, delivery: Delivery) -> Sequence[Envelope]:
+        match event.data:
+            case Uploaded() as data:
+                await self._publisher.publish(follow_up(event, Verifying(), source=self.name))
+                return [follow_up(event, await self._verify(data), source=self.name)]
+            case _:
+                return []
+
+    async def _verify(self, data: Uploaded) -> Verified | Rejected:
+        try:
+            head = await self._s3.head_object(Bucket=self._bucket, Key=data.key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return Rejected(reason="no object was uploaded for this upload_id")
+            raise TransientError(f"S3 head_object: {exc}") from exc
+        except BotoCoreError as exc:
+            raise TransientError(f"S3 unreachable: {exc}") from exc
+        stored = int(head["ContentLength"])
+        if stored != data.size:
+            return Rejected(reason=f"size mismatch: declared {data.size} bytes, stored {stored}")
+        digest, size, first = await self._digest(data.key)
+        if size != data.size:
+            return Rejected(reason=f"size mismatch: declared {data.size} bytes, read {size}")
+        return Verified(
+            key=data.key,
+            filename=data.filename,
+            size=size,
+            sha256=digest,
+            mime=detect_mime(first),
+        )
+
+    async def _digest(self, key: str) -> tuple[str, int, bytes]:
+        """sha256, length and first bytes of the object, streamed in bounded memory."""
+        sha = hashlib.sha256()
+        size = 0
+        first = bytearray()
+        try:
+            obj = await self._s3.get_object(Bucket=self._bucket, Key=key)
+            body = obj["Body"]
+            try:
+                while chunk := await body.read(CHUNK):
+                    sha.update(chunk)
+                    size += len(chunk)
+                    if len(first) < HEAD_BYTES:
+                        first += chunk[: HEAD_BYTES - len(first)]
+            finally:
+                body.close()
+        except (ClientError, BotoCoreError) as exc:
+            raise TransientError(f"S3 get_object: {exc}") from exc
+        return sha.hexdigest(), size, bytes(first)

@@ -1,0 +1,1 @@
+"""The Litestar gateway: authenticates, validates, publishes, reads. It never processes."""

@@ -1,0 +1,44 @@
+"""Errors of the gateway, each rendered as an RFC 9457 problem document.
+
+HTTPException (litestar)
+└── ProblemError              carries `status`, `title`, `detail`, extra headers
+    ├── NotFound              404: no such resource for this owner (also another owner's)
+    ├── PayloadTooLarge       413: declared size above CONVEYOR_MAX_UPLOAD_BYTES
+    ├── Unprocessable         422: well-formed JSON that does not fit
+    └── Unavailable           503: a server the write path needs is down; has Retry-After
+"""
+
+from __future__ import annotations
+
+from litestar.exceptions import HTTPException
+
+
+class ProblemError(HTTPException):
+    title = "Error"
+
+    def __init__(self, detail: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail=detail, status_code=self.status_code, headers=headers)
+
+
+class NotFound(ProblemError):
+    status_code = 404
+    title = "Not Found"
+
+
+class PayloadTooLarge(ProblemError):
+    status_code = 413
+    title = "Payload Too Large"
+
+
+class Unprocessable(ProblemError):
+    status_code = 422
+    title = "Unprocessable Content"
+
+
+class Unavailable(ProblemError):
+    status_code = 503
+    title = "Service Unavailable"
+
+    def __init__(self, detail: str, *, retry_after: int = 2) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after)})
+        self.retry_after = retry_after

@@ -1,0 +1,61 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import Any
+
+from litestar import Request, Response, get
+
+from gateway.problems import problem_response
+from gateway.services import Services
+from schemas.api import Readiness
+
+_TIMEOUT = 2.0
+
+
+@get("/health", opt={"exclude_from_auth": True}, summary="The process is alive")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+async def _check(probe: Awaitable[Any]) -> str:
+    try:
+        await asyncio.wait_for(probe, timeout=_TIMEOUT)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"[:200] or type(exc).__name__
+    return "ok"
+
+
+async def _nats(services: Services) -> None:
+    if not services.nc.is_connected:
+        raise ConnectionError("not connected")
+    await services.nc.flush(timeout=int(_TIMEOUT))
+
+
+@get(
+    "/ready",
+    opt={"exclude_from_auth": True},
+    summary="NATS, Postgres, Redis and S3 all answer",
+    responses={},
+)
+async def ready(request: Request[Any, Any, Any], services: Services) -> Response[Any]:
+    names = ("nats", "postgres", "redis", "s3")
+    results = await asyncio.gather(
+        _check(_nats(services)),
+        _check(services.pool.fetchval("SELECT 1")),
+        _check(services.redis.ping()),
+        _check(services.s3.head_bucket(Bucket=services.settings.s3_bucket)),
+    )
+    checks = dict(zip(names, results, strict=True))
+    failing = [name for name, result in checks.items() if result != "ok"]
+    if failing:
+        return problem_response(
+            request,
+            503,
+            f"not ready: {', '.join(failing)}",
+            headers={"Retry-After": "5"},
+            errors=[{"check": n, "error": checks[n]} for n in failing],
+        )
+    return Response(Readiness(ready=True, checks=checks))

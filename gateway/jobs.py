@@ -1,0 +1,162 @@
+"""Reads: one job, the caller's jobs, a job's result. Owner-scoped: another owner's
+job answers 404, exactly like one that does not exist."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+import asyncpg
+import msgspec
+from litestar import Request, get
+from litestar.params import Parameter
+from nats.js.errors import NotFoundError
+
+from gateway.errors import NotFound, Unprocessable
+from gateway.services import Services
+from schemas import subjects
+from schemas.api import JobPage, JobStatus, JobView
+from schemas.events import Envelope, Uploaded
+from schemas.results import Result
+
+_COLUMNS = (
+    "job_id, upload_id, filename, content_type, size, sha256, status, result, error,"
+    " created_at, updated_at"
+)
+_result_decoder = msgspec.json.Decoder(Result)
+_envelope_decoder = msgspec.json.Decoder(Envelope)
+_STATUSES = frozenset(JobStatus.__args__)  # type: ignore[attr-defined]
+
+
+def parse_job_id(raw: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise NotFound(f"no job {raw!r}") from None
+
+
+def _view(row: asyncpg.Record) -> JobView:
+    raw = row["result"]
+    return JobView(
+        job_id=row["job_id"],
+        upload_id=row["upload_id"],
+        filename=row["filename"],
+        content_type=row["content_type"],
+        size=row["size"],
+        sha256=row["sha256"],
+        status=row["status"],
+        result=_result_decoder.decode(raw) if raw is not None else None,
+        error=row["error"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+async def _pending_view(services: Services, job_id: uuid.UUID, owner: str) -> JobView | None:
+    """A job whose `uploaded` event is stored but not applied yet: read it from the stream."""
+    try:
+        msg = await services.js.get_last_msg(
+            subjects.JOBS_STREAM, subjects.job_event(job_id, "uploaded")
+        )
+    except NotFoundError:
+        return None
+    event = _envelope_decoder.decode(msg.data or b"")
+    if event.owner != owner or not isinstance(event.data, Uploaded):
+        return None
+    d = event.data
+    return JobView(
+        job_id=event.job_id,
+        upload_id=d.upload_id,
+        filename=d.filename,
+        content_type=d.content_type,
+        size=d.size,
+        sha256=None,
+        status="queued",
+        result=None,
+        error=None,
+        created_at=event.occurred_at,
+        updated_at=event.occurred_at,
+    )
+
+
+async def find_job(services: Services, job_id: uuid.UUID, owner: str) -> JobView | None:
+    row = await services.pool.fetchrow(
+        f"SELECT {_COLUMNS} FROM jobs WHERE job_id = $1 AND owner = $2", job_id, owner
+    )
+    if row is not None:
+        return _view(row)
+    return await _pending_view(services, job_id, owner)
+
+
+async def current_status(services: Services, job_id: uuid.UUID, owner: str) -> JobStatus:
+    job = await find_job(services, job_id, owner)
+    return job.status if job is not None else "queued"
+
+
+@get("/v1/jobs/{job_id:str}", summary="One job: status, checksum, result or error")
+async def get_job(job_id: str, request: Request[str, Any, Any], services: Services) -> JobView:
+    job = await find_job(services, parse_job_id(job_id), request.user)
+    if job is None:
+        raise NotFound(f"no job {job_id}")
+    return job
+
+
+def _encode_cursor(created_at: datetime, job_id: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{job_id}".encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        at, _, jid = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return datetime.fromisoformat(at), uuid.UUID(jid)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise Unprocessable("cursor is not one this API returned") from None
+
+
+@get("/v1/jobs", summary="The caller's jobs, newest first")
+async def list_jobs(
+    request: Request[str, Any, Any],
+    services: Services,
+    status: str | None = None,
+    limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
+    cursor: str | None = None,
+) -> JobPage:
+    if status is not None and status not in _STATUSES:
+        raise Unprocessable(f"status must be one of {', '.join(sorted(_STATUSES))}")
+    args: list[Any] = [request.user]
+    where = ["owner = $1"]
+    if status is not None:
+        args.append(status)
+        where.append(f"status = ${len(args)}")
+    if cursor is not None:
+        at, jid = _decode_cursor(cursor)
+        args += [at, jid]
+        where.append(f"(created_at, job_id) < (${len(args) - 1}, ${len(args)})")
+    args.append(limit + 1)
+    rows = await services.pool.fetch(
+        f"SELECT {_COLUMNS} FROM jobs WHERE {' AND '.join(where)}"
+        f" ORDER BY created_at DESC, job_id DESC LIMIT ${len(args)}",
+        *args,
+    )
+    items = [_view(r) for r in rows[:limit]]
+    next_cursor = None
+    if len(rows) > limit:
+        last = items[-1]
+        next_cursor = _encode_cursor(last.created_at, last.job_id)
+    return JobPage(items=items, next_cursor=next_cursor)
+
+
+@get("/v1/jobs/{job_id:str}/result", summary="The processor's output for a job")
+async def get_result(job_id: str, request: Request[str, Any, Any], services: Services) -> Result:
+    raw = await services.pool.fetchval(
+        "SELECT result FROM jobs WHERE job_id = $1 AND owner = $2 AND result IS NOT NULL",
+        parse_job_id(job_id),
+        request.user,
+    )
+    if raw is None:
+        raise NotFound(f"job {job_id} has no result (yet)")
+    result: Result = _result_decoder.decode(raw)
+    return result

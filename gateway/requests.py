@@ -1,0 +1,58 @@
+"""Request ids and the access log: one line per request, bound to its id."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+import structlog
+from litestar.datastructures import MutableScopeHeaders
+from litestar.middleware import ASGIMiddleware
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+log = structlog.get_logger("gateway.access")
+
+HEADER = "x-request-id"
+_WELL_FORMED = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def request_id_from(scope: Scope) -> str:
+    for name, value in scope.get("headers", []):
+        if name == b"x-request-id":
+            candidate = value.decode("latin-1")
+            if _WELL_FORMED.match(candidate):
+                return candidate
+            break
+    return uuid.uuid4().hex
+
+
+class RequestIdMiddleware(ASGIMiddleware):
+    """Takes a well-formed `X-Request-ID` or makes one; echoes it; logs the request."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        request_id = request_id_from(scope)
+        scope.setdefault("state", {})["request_id"] = request_id
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        status = 0
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] in ("http.response.start", "websocket.accept"):
+                status = int(message.get("status", 101))  # type: ignore[call-overload]
+                headers = MutableScopeHeaders.from_message(message)
+                headers[HEADER] = request_id
+            await send(message)
+
+        try:
+            await next_app(scope, receive, send_with_id)
+        finally:
+            log.info(
+                "request",
+                method=scope.get("method", "WS"),
+                path=scope["path"],
+                status=status,
+                ms=round((time.perf_counter() - started) * 1000, 2),
+            )
+            structlog.contextvars.unbind_contextvars("request_id")

@@ -1,0 +1,41 @@
+"""What the gateway's handlers use, built by the entry point and handed in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
+from redis.asyncio import Redis
+
+from actors.publisher import Publisher
+from schemas.settings import Settings
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from types_aiobotocore_s3 import S3Client
+
+    PgPool: TypeAlias = asyncpg.Pool[asyncpg.Record]
+else:
+    # Litestar evaluates these hints at runtime, where asyncpg.Pool is not generic
+    # and the S3 client type (stubs only) does not exist.
+    PgPool = asyncpg.Pool
+    S3Client = Any
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    settings: Settings
+    nc: NATS
+    js: JetStreamContext
+    uploads: KeyValue
+    publisher: Publisher
+    pool: PgPool
+    redis: Redis
+    s3: S3Client
+    # Signs presigned URLs for the address clients reach (may differ from `s3`'s).
+    s3_public: S3Client

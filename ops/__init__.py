@@ -1,0 +1,1 @@
+"""The command line: embedded stack, provisioning, entry points of every process."""

@@ -1,0 +1,119 @@
+"""Clients of the four servers, as async context managers built from `Settings`.
+
+Created by entry points and test fixtures, then handed to actors and the gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import aioboto3
+import asyncpg
+import nats
+import structlog
+from botocore.config import Config
+from nats.aio.client import Client as NATS
+from redis.asyncio import Redis
+
+from schemas.settings import Settings
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3 import S3Client
+
+log = structlog.get_logger("ops.connections")
+
+
+@asynccontextmanager
+async def nats_connection(
+    settings: Settings, *, name: str, closed: asyncio.Event | None = None
+) -> AsyncIterator[NATS]:
+    """Reconnects forever; `closed` is set if the connection is closed for good."""
+
+    async def on_disconnect() -> None:
+        log.warning("nats disconnected", client=name)
+
+    async def on_reconnect() -> None:
+        log.info("nats reconnected", client=name)
+
+    async def on_closed() -> None:
+        if closed is not None:
+            closed.set()
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats error", client=name, error=str(exc))
+
+    nc = await nats.connect(
+        settings.nats_url,
+        name=name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        connect_timeout=5,
+        disconnected_cb=on_disconnect,
+        reconnected_cb=on_reconnect,
+        closed_cb=on_closed,
+        error_cb=on_error,
+    )
+    try:
+        yield nc
+    finally:
+        if not nc.is_closed:
+            try:
+                await asyncio.wait_for(nc.drain(), timeout=10)
+            except Exception:
+                await nc.close()
+
+
+@asynccontextmanager
+async def postgres_pool(
+    settings: Settings, *, size: int | None = None
+) -> AsyncIterator[asyncpg.Pool[Any]]:
+    pool = await asyncpg.create_pool(
+        settings.database_url,
+        min_size=1,
+        max_size=size or settings.db_pool_size,
+        command_timeout=30,
+    )
+    try:
+        yield pool
+    finally:
+        await asyncio.wait_for(pool.close(), timeout=10)
+
+
+@asynccontextmanager
+async def redis_client(settings: Settings) -> AsyncIterator[Redis]:
+    client = Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+def _s3_config() -> Config:
+    return Config(
+        signature_version="s3v4",
+        s3={"addressing_style": "path"},
+        retries={"max_attempts": 3, "mode": "standard"},
+        connect_timeout=5,
+        read_timeout=60,
+    )
+
+
+@asynccontextmanager
+async def s3_client(settings: Settings, *, public: bool = False) -> AsyncIterator[S3Client]:
+    """`public=True` signs for the address clients use (presigned URLs only)."""
+    endpoint = (
+        (settings.s3_public_endpoint or settings.s3_endpoint) if public else settings.s3_endpoint
+    )
+    session = aioboto3.Session()
+    async with session.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=settings.s3_access_key,
+        aws_secret_access_key=settings.s3_secret_key,
+        region_name=settings.s3_region,
+        config=_s3_config(),
+    ) as client:
+        yield client

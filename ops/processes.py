@@ -1,0 +1,104 @@
+"""What each process runs: the gateway or one actor, with its clients, until `stop`."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import structlog
+
+from actors.notification import NotificationActor
+from actors.persistence import PersistenceActor
+from actors.processing import ProcessingActor
+from actors.processors.registry import load_processors
+from actors.publisher import Publisher
+from actors.runtime import Actor, Runtime, run_until_stopped
+from actors.upload import UploadActor
+from gateway.app import serve
+from gateway.services import Services
+from ops.connections import nats_connection, postgres_pool, redis_client, s3_client
+from ops.provision import migrate, provision_bucket, provision_nats
+from schemas import subjects
+from schemas.settings import Settings
+
+log = structlog.get_logger("ops")
+
+ACTORS = ("upload", "processing", "persistence", "notification")
+
+
+async def provision(settings: Settings) -> None:
+    """Streams, consumers, KV bucket, S3 bucket and migrations; safe to run any time."""
+    async with AsyncExitStack() as stack:
+        nc = await stack.enter_async_context(nats_connection(settings, name="conveyor-provision"))
+        await provision_nats(nc.jetstream(), settings)
+        s3 = await stack.enter_async_context(s3_client(settings))
+        await provision_bucket(s3, settings.s3_bucket)
+        pool = await stack.enter_async_context(postgres_pool(settings, size=1))
+        async with pool.acquire() as conn:
+            await migrate(conn)
+
+
+async def _watch_connection(closed: asyncio.Event, stop: asyncio.Event, what: str) -> None:
+    await closed.wait()
+    if not stop.is_set():
+        # Closed for good (not by us): exit non-zero so a supervisor restarts us.
+        log.error("NATS connection closed for good", process=what)
+        stop.set()
+        raise SystemExit(1)
+
+
+async def run_gateway(settings: Settings, stop: asyncio.Event) -> None:
+    closed = asyncio.Event()
+    async with AsyncExitStack() as stack:
+        nc = await stack.enter_async_context(
+            nats_connection(settings, name="conveyor-gateway", closed=closed)
+        )
+        js = nc.jetstream()
+        services = Services(
+            settings=settings,
+            nc=nc,
+            js=js,
+            uploads=await js.key_value(subjects.UPLOADS_BUCKET),
+            publisher=Publisher(js),
+            pool=await stack.enter_async_context(postgres_pool(settings)),
+            redis=await stack.enter_async_context(redis_client(settings)),
+            s3=await stack.enter_async_context(s3_client(settings)),
+            s3_public=await stack.enter_async_context(s3_client(settings, public=True)),
+        )
+        async with asyncio.TaskGroup() as tg:
+            watcher = tg.create_task(_watch_connection(closed, stop, "gateway"))
+            await serve(services, stop, host=settings.http_host, port=settings.http_port)
+            watcher.cancel()
+
+
+async def run_actor(name: str, settings: Settings, stop: asyncio.Event) -> None:
+    closed = asyncio.Event()
+    async with AsyncExitStack() as stack:
+        nc = await stack.enter_async_context(
+            nats_connection(settings, name=f"conveyor-{name}", closed=closed)
+        )
+        js = nc.jetstream()
+        publisher = Publisher(js)
+        actor: Actor
+        match name:
+            case "upload":
+                s3 = await stack.enter_async_context(s3_client(settings))
+                actor = UploadActor(s3, settings.s3_bucket, publisher)
+            case "processing":
+                s3 = await stack.enter_async_context(s3_client(settings))
+                work = Path(settings.data_dir) / "work"
+                work.mkdir(parents=True, exist_ok=True)
+                actor = ProcessingActor(s3, settings.s3_bucket, load_processors(), work_dir=work)
+            case "persistence":
+                pool = await stack.enter_async_context(postgres_pool(settings, size=2))
+                actor = PersistenceActor(pool)
+            case "notification":
+                actor = NotificationActor(nc)
+            case _:
+                raise ValueError(f"unknown actor {name!r}; one of {', '.join(ACTORS)}")
+        runtime = Runtime(actor, js, publisher, settings)
+        async with asyncio.TaskGroup() as tg:
+            watcher = tg.create_task(_watch_connection(closed, stop, name))
+            await run_until_stopped(runtime, stop, settings.shutdown_grace_seconds)
+            watcher.cancel()

@@ -1,0 +1,163 @@
+"""Idempotent provisioning, run at every start: streams, consumers, KV bucket,
+the S3 bucket and SQL migrations. Every setting of the streams is declared here."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+import structlog
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BucketNotFoundError, NotFoundError
+
+from ops.errors import ProvisionError
+from schemas import subjects
+from schemas.settings import Settings
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    # A pooled connection or a plain one: both run the same statements.
+    Connection = asyncpg.Connection[Any] | PoolConnectionProxy[Any]
+    from types_aiobotocore_s3 import S3Client
+
+log = structlog.get_logger("ops.provision")
+
+DAY = 24 * 3600.0
+
+
+def jobs_stream(settings: Settings) -> StreamConfig:
+    return StreamConfig(
+        name=subjects.JOBS_STREAM,
+        description="Every job event; the event store that `conveyor replay` rebuilds from.",
+        subjects=[subjects.JOBS_SUBJECTS],
+        # Limits retention (not work-queue): delivered events stay, so ops can replay them.
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        max_age=settings.stream_max_age_days * DAY,
+        # When a limit is hit the oldest events go, never new writes refused.
+        discard=DiscardPolicy.OLD,
+        # Retried publishes (same Nats-Msg-Id) within this window are stored once.
+        duplicate_window=120.0,
+        num_replicas=1,
+    )
+
+
+def dead_letter_stream() -> StreamConfig:
+    return StreamConfig(
+        name=subjects.DEAD_LETTER_STREAM,
+        description="Messages an actor gave up on, with the error; see `conveyor dlq`.",
+        subjects=[subjects.DEAD_LETTER_SUBJECTS],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        max_age=90 * DAY,
+        num_replicas=1,
+    )
+
+
+def consumer(name: str, settings: Settings) -> ConsumerConfig:
+    return ConsumerConfig(
+        name=name,
+        durable_name=name,
+        description=f"the {name} actor",
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
+        filter_subject=subjects.CONSUMER_FILTERS[name],
+        ack_wait=settings.ack_wait_seconds,
+        max_deliver=settings.max_deliver,
+        # Bounds the work one slow actor can hold; the runtime fetches far fewer.
+        max_ack_pending=1000,
+    )
+
+
+def uploads_bucket() -> KeyValueConfig:
+    return KeyValueConfig(
+        bucket=subjects.UPLOADS_BUCKET,
+        description="Upload tickets between POST /v1/uploads and .../complete.",
+        history=1,
+        ttl=7 * DAY,
+        storage=StorageType.FILE,
+    )
+
+
+async def provision_nats(js: JetStreamContext, settings: Settings) -> None:
+    for config in (jobs_stream(settings), dead_letter_stream()):
+        try:
+            await js.stream_info(config.name or "")
+        except NotFoundError:
+            await js.add_stream(config)
+        else:
+            await js.update_stream(config)
+    for name in subjects.CONSUMER_FILTERS:
+        await js.add_consumer(subjects.JOBS_STREAM, consumer(name, settings))
+    try:
+        await js.key_value(subjects.UPLOADS_BUCKET)
+    except BucketNotFoundError:
+        await js.create_key_value(uploads_bucket())
+
+
+async def provision_bucket(s3: S3Client, bucket: str, *, within: float = 30.0) -> None:
+    """Create the bucket if missing; a fresh S3 server may refuse writes for a moment."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            await s3.head_bucket(Bucket=bucket)
+            return
+        except Exception as exc:
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+            if code not in ("404", "NoSuchBucket", "NotFound"):
+                last: Exception = exc
+            else:
+                try:
+                    await s3.create_bucket(Bucket=bucket)
+                    return
+                except Exception as create_exc:
+                    last = create_exc
+        if time.monotonic() > deadline:
+            raise ProvisionError(f"bucket {bucket!r}: {last}", what="s3")
+        await asyncio.sleep(0.2)
+
+
+def migrations() -> list[tuple[str, str]]:
+    """Ordered (version, sql) pairs from ops/migrations/NNNN_name.sql."""
+    folder = resources.files("ops") / "migrations"
+    files = sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
+    return [(f.name.removesuffix(".sql"), f.read_text()) for f in files]
+
+
+# Any fixed number shared by every Conveyor process: serialises concurrent migrators.
+_MIGRATION_LOCK = 0x436F6E76
+
+
+async def migrate(conn: Connection) -> list[str]:
+    """Apply the migrations not yet recorded; returns the versions applied now."""
+    applied_now: list[str] = []
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        for version, sql in migrations():
+            if version in done:
+                continue
+            await conn.execute(sql)
+            await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+            applied_now.append(version)
+    if applied_now:
+        log.info("migrations applied", versions=applied_now)
+    return applied_now

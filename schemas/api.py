@@ -1,0 +1,92 @@
+"""HTTP API bodies. Request bodies forbid unknown fields: a client can not set
+`owner`, `status` or ids by adding them to a body."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from schemas.results import Result
+
+JobStatus = Literal["queued", "verifying", "processing", "succeeded", "failed", "rejected"]
+
+
+class UploadRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    filename: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+    content_type: Annotated[
+        str, msgspec.Meta(min_length=3, max_length=127, pattern=r"^[\w.+-]+/[\w.+-]+$")
+    ]
+    size: Annotated[int, msgspec.Meta(ge=0)]
+
+
+class UploadTicket(msgspec.Struct, frozen=True, kw_only=True):
+    upload_id: uuid.UUID
+    job_id: uuid.UUID
+    method: Literal["PUT"]
+    url: str
+    headers: dict[str, str]
+    expires_at: datetime
+
+
+class CompleteAccepted(msgspec.Struct, frozen=True, kw_only=True):
+    job_id: uuid.UUID
+    status: JobStatus
+    seq: int
+
+
+class JobView(msgspec.Struct, frozen=True, kw_only=True):
+    job_id: uuid.UUID
+    upload_id: uuid.UUID
+    filename: str
+    content_type: str
+    size: int
+    sha256: str | None
+    status: JobStatus
+    result: Result | None
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class JobPage(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[JobView]
+    next_cursor: str | None
+
+
+class Problem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """RFC 9457 problem details."""
+
+    status: int
+    title: str
+    detail: str
+    type: str = "about:blank"
+    instance: str | None = None
+    request_id: str | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+class Readiness(msgspec.Struct, frozen=True, kw_only=True):
+    ready: bool
+    checks: dict[str, str]
+
+
+class UploadRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """An upload ticket as kept in the `uploads` JetStream KV bucket until completed.
+
+    `completed_seq` is set (by compare-and-set) once the `uploaded` event is stored,
+    so completing twice answers with the first sequence instead of a second event.
+    """
+
+    upload_id: uuid.UUID
+    job_id: uuid.UUID
+    owner: str
+    filename: str
+    content_type: str
+    size: int
+    key: str
+    created_at: datetime
+    expires_at: datetime
+    completed_seq: int | None = None

@@ -1,0 +1,209 @@
+"""Session fixtures: the real servers, started once on free ports, and a real
+`conveyor run` process (gateway + four actors) against them.
+
+Tests stay apart by owner: each gets its own JWT subject, hence its own jobs,
+S3 prefix and rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.auth import issue_token
+from ops.processes import provision
+from ops.secrets import with_dev_secrets
+from ops.stack import EmbeddedStack, _die_with_parent, free_port
+from schemas.settings import Settings, env_name
+
+TERMINAL = {"succeeded", "failed", "rejected"}
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
+    data_dir = tmp_path_factory.mktemp("conveyor")
+    # Only what the tests set: never the developer's CONVEYOR_* servers.
+    settings = with_dev_secrets(Settings(data_dir=str(data_dir), log_format="json"))
+    with EmbeddedStack(settings) as started:
+        yield started
+
+
+@pytest.fixture(scope="session")
+def settings(stack: EmbeddedStack) -> Settings:
+    return stack.settings_out
+
+
+@pytest.fixture(scope="session")
+async def provisioned(settings: Settings) -> Settings:
+    await provision(settings)
+    return settings
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    fields = {
+        "data_dir": settings.data_dir,
+        "nats_url": settings.nats_url,
+        "database_url": settings.database_url,
+        "redis_url": settings.redis_url,
+        "s3_endpoint": settings.s3_endpoint,
+        "s3_access_key": settings.s3_access_key,
+        "s3_secret_key": settings.s3_secret_key,
+        "jwt_secret": settings.jwt_secret,
+        "http_host": settings.http_host,
+        "http_port": str(settings.http_port),
+        "log_format": "json",
+        "max_upload_bytes": str(settings.max_upload_bytes),
+        "shutdown_grace_seconds": "5",
+    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
+    env.update({env_name(k): v for k, v in fields.items()})
+    return env
+
+
+@dataclass
+class Service:
+    """A running `conveyor run`: its URL, settings and log file."""
+
+    url: str
+    settings: Settings
+    log: Path
+    proc: subprocess.Popen[bytes]
+
+
+@pytest.fixture(scope="session")
+async def service(provisioned: Settings) -> AsyncIterator[Service]:
+    settings = provisioned.replace(http_port=free_port(), max_upload_bytes=10 * 1024 * 1024)
+    log = Path(settings.data_dir) / "logs" / "conveyor-run.log"
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ops", "run"],
+            env=settings_env(settings),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
+        )
+    url = f"http://{settings.http_host}:{settings.http_port}"
+    try:
+        await _await_ready(url, proc, log)
+        yield Service(url=url, settings=settings, log=log, proc=proc)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def _await_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    async with httpx.AsyncClient(base_url=url, timeout=2) as client:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"conveyor run exited {proc.returncode}:\n{log.read_text()[-4000:]}"
+                )
+            try:
+                if (await client.get("/ready")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"gateway not ready in 60s:\n{log.read_text()[-4000:]}")
+
+
+@pytest.fixture
+def owner() -> str:
+    return f"owner-{uuid.uuid4().hex[:12]}"
+
+
+class Api:
+    """The HTTP API as one owner sees it."""
+
+    def __init__(self, client: httpx.AsyncClient, token: str) -> None:
+        self.client = client
+        self.token = token
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+    async def post(self, path: str, **kw: Any) -> httpx.Response:
+        return await self.client.post(path, headers=self.headers, **kw)
+
+    async def get(self, path: str, **kw: Any) -> httpx.Response:
+        return await self.client.get(path, headers=self.headers, **kw)
+
+    async def create_upload(
+        self,
+        content: bytes,
+        *,
+        filename: str = "data.csv",
+        content_type: str = "text/csv",
+        size: int | None = None,
+    ) -> dict[str, Any]:
+        body = {
+            "filename": filename,
+            "content_type": content_type,
+            "size": len(content) if size is None else size,
+        }
+        r = await self.post("/v1/uploads", json=body)
+        assert r.status_code == 201, r.text
+        ticket: dict[str, Any] = r.json()
+        return ticket
+
+    async def put(self, ticket: dict[str, Any], content: bytes) -> httpx.Response:
+        # Straight to S3 with the presigned URL, as a browser would: no bearer token.
+        async with httpx.AsyncClient(timeout=10) as s3:
+            return await s3.put(ticket["url"], content=content, headers=ticket["headers"])
+
+    async def submit(self, content: bytes, **kw: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Upload and complete: (ticket, 202 body)."""
+        ticket = await self.create_upload(content, **kw)
+        put = await self.put(ticket, content)
+        assert put.status_code == 200, put.text
+        r = await self.post(f"/v1/uploads/{ticket['upload_id']}/complete")
+        assert r.status_code == 202, r.text
+        return ticket, r.json()
+
+    async def wait_terminal(self, job_id: str, timeout: float = 30.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        job: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            r = await self.get(f"/v1/jobs/{job_id}")
+            if r.status_code == 200:
+                job = r.json()
+                if job["status"] in TERMINAL:
+                    return job
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"job {job_id} not terminal after {timeout}s: {job}")
+
+
+@pytest.fixture
+async def http(service: Service) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=service.url, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+def token_for(service: Service) -> Callable[[str], str]:
+    return lambda subject: issue_token(service.settings, subject)
+
+
+@pytest.fixture
+def api(http: httpx.AsyncClient, token_for: Callable[[str], str], owner: str) -> Api:
+    return Api(http, token_for(owner))
+
+
+@pytest.fixture
+def other_api(http: httpx.AsyncClient, token_for: Callable[[str], str]) -> Api:
+    return Api(http, token_for(f"other-{uuid.uuid4().hex[:12]}"))
