@@ -14,6 +14,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 
 from actors.errors import TransientError
 from gateway.errors import ProblemError
+from gateway.requests import HEADER, request_id_from
 from schemas.api import Problem
 
 log = structlog.get_logger("gateway")
@@ -31,14 +32,19 @@ def problem_response(
     headers: dict[str, str] | None = None,
     errors: list[dict[str, Any]] | None = None,
 ) -> Response[bytes]:
+    # Unmatched routes never reach the request-id middleware: make the id here then.
+    request_id = request.scope.get("state", {}).get("request_id") or request_id_from(request.scope)
     body = Problem(
         status=status,
         title=title or HTTPStatus(status).phrase,
         detail=detail,
         instance=request.url.path,
-        request_id=request.scope.get("state", {}).get("request_id"),
+        request_id=request_id,
         errors=errors,
     )
+    headers = dict(headers or {})
+    # Errors raised in middleware are answered outside the request-id middleware.
+    headers[HEADER] = request_id
     return Response(
         content=_encoder.encode(body), status_code=status, media_type=MEDIA_TYPE, headers=headers
     )

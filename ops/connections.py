@@ -46,7 +46,8 @@ async def nats_connection(
         log.warning("nats error", client=name, error=str(exc))
 
     nc = await nats.connect(
-        settings.nats_url,
+        # Several seed servers may be given, comma-separated (a cluster).
+        [url.strip() for url in settings.nats_url.split(",") if url.strip()],
         name=name,
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,

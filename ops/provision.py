@@ -21,7 +21,9 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BucketNotFoundError, NotFoundError
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.errors import BucketNotFoundError, NotFoundError, ServiceUnavailableError
 
 from ops.errors import ProvisionError
 from schemas import subjects
@@ -52,11 +54,11 @@ def jobs_stream(settings: Settings) -> StreamConfig:
         discard=DiscardPolicy.OLD,
         # Retried publishes (same Nats-Msg-Id) within this window are stored once.
         duplicate_window=120.0,
-        num_replicas=1,
+        num_replicas=settings.stream_replicas,
     )
 
 
-def dead_letter_stream() -> StreamConfig:
+def dead_letter_stream(settings: Settings) -> StreamConfig:
     return StreamConfig(
         name=subjects.DEAD_LETTER_STREAM,
         description="Messages an actor gave up on, with the error; see `conveyor dlq`.",
@@ -64,7 +66,7 @@ def dead_letter_stream() -> StreamConfig:
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
         max_age=90 * DAY,
-        num_replicas=1,
+        num_replicas=settings.stream_replicas,
     )
 
 
@@ -83,18 +85,33 @@ def consumer(name: str, settings: Settings) -> ConsumerConfig:
     )
 
 
-def uploads_bucket() -> KeyValueConfig:
+def uploads_bucket(settings: Settings) -> KeyValueConfig:
     return KeyValueConfig(
         bucket=subjects.UPLOADS_BUCKET,
         description="Upload tickets between POST /v1/uploads and .../complete.",
         history=1,
         ttl=7 * DAY,
         storage=StorageType.FILE,
+        replicas=settings.stream_replicas,
     )
 
 
-async def provision_nats(js: JetStreamContext, settings: Settings) -> None:
-    for config in (jobs_stream(settings), dead_letter_stream()):
+async def provision_nats(js: JetStreamContext, settings: Settings, *, within: float = 60.0) -> None:
+    """Apply streams, consumers and the KV bucket; waits for JetStream to have a leader."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            await _provision_nats(js, settings)
+            return
+        except (ServiceUnavailableError, NatsTimeoutError, NoRespondersError) as exc:
+            # A cluster that just started may not have elected a JetStream leader yet.
+            if time.monotonic() > deadline:
+                raise ProvisionError(f"JetStream not available: {exc!r}", what="nats") from exc
+            await asyncio.sleep(0.5)
+
+
+async def _provision_nats(js: JetStreamContext, settings: Settings) -> None:
+    for config in (jobs_stream(settings), dead_letter_stream(settings)):
         try:
             await js.stream_info(config.name or "")
         except NotFoundError:
@@ -106,7 +123,7 @@ async def provision_nats(js: JetStreamContext, settings: Settings) -> None:
     try:
         await js.key_value(subjects.UPLOADS_BUCKET)
     except BucketNotFoundError:
-        await js.create_key_value(uploads_bucket())
+        await js.create_key_value(uploads_bucket(settings))
 
 
 async def provision_bucket(s3: S3Client, bucket: str, *, within: float = 30.0) -> None:

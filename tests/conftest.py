@@ -138,10 +138,12 @@ class Api:
         self.headers = {"Authorization": f"Bearer {token}"}
 
     async def post(self, path: str, **kw: Any) -> httpx.Response:
-        return await self.client.post(path, headers=self.headers, **kw)
+        kw["headers"] = {**self.headers, **kw.get("headers", {})}
+        return await self.client.post(path, **kw)
 
     async def get(self, path: str, **kw: Any) -> httpx.Response:
-        return await self.client.get(path, headers=self.headers, **kw)
+        kw["headers"] = {**self.headers, **kw.get("headers", {})}
+        return await self.client.get(path, **kw)
 
     async def create_upload(
         self,
