@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import structlog
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
@@ -21,8 +23,6 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.errors import NoRespondersError
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import BucketNotFoundError, NotFoundError, ServiceUnavailableError
 
 from ops.errors import ProvisionError

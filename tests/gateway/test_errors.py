@@ -8,7 +8,6 @@ import uuid
 import httpx
 import jwt
 import pytest
-
 from conftest import Api, Service
 
 PROBLEM = "application/problem+json"

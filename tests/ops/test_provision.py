@@ -1,0 +1,44 @@
+"""Provisioning is idempotent and applies what `ops.provision` declares."""
+
+from __future__ import annotations
+
+import nats
+from nats.js.api import RetentionPolicy
+
+from ops.connections import postgres_pool
+from ops.processes import provision
+from ops.provision import migrate, migrations
+from schemas import subjects
+from schemas.settings import Settings
+
+
+async def test_provision_twice_changes_nothing(provisioned: Settings) -> None:
+    await provision(provisioned)
+    async with postgres_pool(provisioned, size=1) as pool:
+        async with pool.acquire() as conn:
+            assert await migrate(conn) == []
+        recorded = [
+            r["version"]
+            for r in await pool.fetch("SELECT version FROM schema_migrations ORDER BY version")
+        ]
+    assert recorded == [version for version, _ in migrations()]
+
+
+async def test_streams_are_replayable_and_deduplicating(provisioned: Settings) -> None:
+    nc = await nats.connect(provisioned.nats_url)
+    try:
+        js = nc.jetstream()
+        info = await js.stream_info(subjects.JOBS_STREAM)
+        assert info.config.retention == RetentionPolicy.LIMITS
+        assert info.config.subjects == [subjects.JOBS_SUBJECTS]
+        assert info.config.duplicate_window == 120.0
+        assert info.config.max_age == provisioned.stream_max_age_days * 24 * 3600
+        for name, filter_subject in subjects.CONSUMER_FILTERS.items():
+            consumer = await js.consumer_info(subjects.JOBS_STREAM, name)
+            assert consumer.config.durable_name == name
+            assert consumer.config.filter_subject == filter_subject
+            assert consumer.config.max_deliver == provisioned.max_deliver
+        assert (await js.stream_info(subjects.DEAD_LETTER_STREAM)).config.subjects == ["dlq.>"]
+        await js.key_value(subjects.UPLOADS_BUCKET)
+    finally:
+        await nc.close()
