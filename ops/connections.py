@@ -32,8 +32,11 @@ async def nats_connection(
 ) -> AsyncIterator[NATS]:
     """Reconnects forever; `closed` is set if the connection is closed for good."""
 
+    closing = False
+
     async def on_disconnect() -> None:
-        log.warning("nats disconnected", client=name)
+        if not closing:
+            log.warning("nats disconnected", client=name)
 
     async def on_reconnect() -> None:
         log.info("nats reconnected", client=name)
@@ -60,6 +63,7 @@ async def nats_connection(
     try:
         yield nc
     finally:
+        closing = True
         if not nc.is_closed:
             try:
                 await asyncio.wait_for(nc.drain(), timeout=10)

