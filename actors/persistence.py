@@ -122,9 +122,7 @@ class PersistenceActor:
                 )
             case Processed() as d:
                 await conn.execute(
-                    _UPDATE.format(
-                        sets="status = 'succeeded', result = $4::jsonb, result_key = $5"
-                    ),
+                    _UPDATE.format(sets="status = 'succeeded', result = $4::json, result_key = $5"),
                     event.job_id,
                     at,
                     seq,

@@ -17,7 +17,6 @@ from typing import ClassVar, Protocol
 import msgspec
 import structlog
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 
 from actors.errors import BadFile, PermanentError, TransientError
@@ -88,7 +87,15 @@ class Runtime:
             while not stop.is_set():
                 try:
                     msgs = await sub.fetch(self._batch, timeout=self._fetch_timeout)
-                except NatsTimeoutError:
+                except TimeoutError:
+                    # nats-py raises its own TimeoutError or asyncio's, depending on
+                    # where the deadline passed; both mean "nothing to do".
+                    continue
+                except Exception:
+                    # A broken connection or a server restart: the client reconnects
+                    # by itself; keep asking, a little slower, rather than die.
+                    log.exception("fetch failed", actor=name)
+                    await asyncio.sleep(1.0)
                     continue
                 for index, msg in enumerate(msgs):
                     if stop.is_set():
@@ -130,11 +137,15 @@ class Runtime:
         heartbeat = asyncio.create_task(self._keep_alive(msg))
         try:
             outcome = await self._handle(msg, event, delivery)
+        except Exception as exc:
+            # The ack, nak or dead letter itself failed (NATS away): the message stays
+            # unacked and comes back after ack_wait; every effect is idempotent.
+            outcome = f"left for redelivery: {type(exc).__name__}: {exc}"
         finally:
             heartbeat.cancel()
         self.handled += 1
         ms = round((time.perf_counter() - started) * 1000, 2)
-        if outcome.startswith("dead-lettered") or outcome.startswith("retry"):
+        if outcome != "ok":
             bound.warning("handled", outcome=outcome, ms=ms)
         else:
             bound.info("handled", outcome=outcome, ms=ms)

@@ -80,7 +80,11 @@ async def serve(services: Services, stop: asyncio.Event, *, host: str, port: int
     server = _Server(config)
     task = asyncio.create_task(server.serve())
     stopped = asyncio.create_task(stop.wait())
-    await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
-    server.should_exit = True
-    stopped.cancel()
-    await task
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        # Also when cancelled (a sibling component failed): never leave a server
+        # answering with closed pools behind.
+        server.should_exit = True
+        stopped.cancel()
+        await asyncio.shield(task)

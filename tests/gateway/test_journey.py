@@ -69,6 +69,7 @@ async def test_csv_journey(api: Api) -> None:
     assert {"value": "Paris, FR", "count": 1} in city["top"]
     assert len(result["preview"]) == 5
     assert result["preview"][1]["city"] == "Paris, FR"
+    assert [list(row) for row in result["preview"]] == [list(by_name)] * 5
 
     r = await api.get(f"/v1/jobs/{ticket['job_id']}/result")
     assert r.status_code == 200
