@@ -82,3 +82,36 @@ def test_run_stops_every_server_on_ctrl_c(tmp_path: Path, settings: Settings) ->
             proc.kill()
     assert [name for name, pid in servers.items() if _alive(pid)] == []
     assert not (data_dir / "stack.json").exists()
+
+
+def test_only_unconfigured_servers_start(tmp_path: Path, settings: Settings) -> None:
+    # NATS, Postgres and S3 given: only Valkey is started, and the given URLs pass through.
+    partial = settings.replace(data_dir=str(tmp_path), redis_url="")
+    with EmbeddedStack(partial) as started:
+        assert [s.name for s in started.servers] == ["valkey"]
+        out = started.settings_out
+        assert (out.nats_url, out.database_url, out.s3_endpoint) == (
+            settings.nats_url,
+            settings.database_url,
+            settings.s3_endpoint,
+        )
+        assert out.redis_url not in ("", settings.redis_url)
+        pid = started.servers[0].proc.pid  # type: ignore[union-attr]
+    assert not _alive(pid)
+
+
+def test_separate_processes_find_a_running_stack(stack: EmbeddedStack) -> None:
+    from ops.cli import load_settings
+
+    found = load_settings({"CONVEYOR_DATA_DIR": stack.settings.data_dir})
+    assert found.nats_url == stack.settings_out.nats_url
+    assert found.database_url == stack.settings_out.database_url
+    # An explicit variable still wins over the stack file.
+    mine = load_settings(
+        {
+            "CONVEYOR_DATA_DIR": stack.settings.data_dir,
+            "CONVEYOR_REDIS_URL": "redis://elsewhere:1/0",
+        }
+    )
+    assert mine.redis_url == "redis://elsewhere:1/0"
+    assert mine.jwt_secret == stack.settings.jwt_secret
