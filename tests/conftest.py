@@ -29,6 +29,21 @@ from ops.stack import EmbeddedStack, _die_with_parent, free_port
 from schemas.settings import Settings, env_name
 
 TERMINAL = {"succeeded", "failed", "rejected"}
+# The NATS contract: other clients are written against these names.
+ENVELOPE_FIELDS = frozenset(
+    {
+        "id",
+        "type",
+        "version",
+        "occurred_at",
+        "source",
+        "job_id",
+        "owner",
+        "correlation_id",
+        "causation_id",
+        "data",
+    }
+)
 
 
 @pytest.fixture(scope="session")

@@ -9,21 +9,9 @@ import uuid
 import nats
 import pytest
 import websockets
-from conftest import Api, Service
+from conftest import ENVELOPE_FIELDS, Api, Service
 
 EXPECTED = ["uploaded", "verifying", "verified", "processed"]
-ENVELOPE_FIELDS = {
-    "id",
-    "type",
-    "version",
-    "occurred_at",
-    "source",
-    "job_id",
-    "owner",
-    "correlation_id",
-    "causation_id",
-    "data",
-}
 
 
 def ws_url(service: Service, job_id: str) -> str:

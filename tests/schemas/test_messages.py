@@ -6,6 +6,7 @@ import uuid
 
 import msgspec
 import pytest
+from conftest import ENVELOPE_FIELDS
 
 from schemas.api import UploadRequest
 from schemas.errors import SettingsError
@@ -44,18 +45,7 @@ def test_envelopes_tolerate_unknown_fields_and_keep_their_shape() -> None:
         correlation_id="c",
     )
     raw = msgspec.json.decode(msgspec.json.encode(event))
-    assert set(raw) == {
-        "id",
-        "type",
-        "version",
-        "occurred_at",
-        "source",
-        "job_id",
-        "owner",
-        "correlation_id",
-        "causation_id",
-        "data",
-    }
+    assert set(raw) == ENVELOPE_FIELDS
     assert raw["data"]["type"] == raw["type"] == "uploaded"
     raw["added_later"] = {"x": 1}
     raw["data"]["also_new"] = True
