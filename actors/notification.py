@@ -19,6 +19,7 @@ from schemas.events import Envelope
 class NotificationActor:
     name: ClassVar[str] = "notification"
     confirm_ack: ClassVar[bool] = False
+    batch: ClassVar[int] = 64
     in_order: ClassVar[bool] = False
     fails_job: ClassVar[bool] = False
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import asyncpg
 import msgspec
 
-from actors.errors import TransientError
+from actors.errors import PermanentError, TransientError
 from actors.runtime import Delivery
 from schemas import subjects
 from schemas.events import (
@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 _TERMINAL = "('succeeded', 'failed', 'rejected')"
 _UPDATE = (
     "UPDATE jobs SET {sets}, updated_at = $2, last_seq = $3 "
-    f"WHERE job_id = $1 AND status NOT IN {_TERMINAL}"
+    # A late event (another delivery order) never moves a job back.
+    f"WHERE job_id = $1 AND status NOT IN {_TERMINAL} AND last_seq < $3"
 )
 
 
@@ -45,6 +46,7 @@ class PersistenceActor:
     confirm_ack: ClassVar[bool] = True
     fails_job: ClassVar[bool] = False
     # Events of a job must apply in order: a transient failure blocks, it does not skip.
+    batch: ClassVar[int] = 64
     in_order: ClassVar[bool] = True
 
     def __init__(self, pool: asyncpg.Pool[Any], *, stream: str = subjects.JOBS_STREAM) -> None:
@@ -56,7 +58,12 @@ class PersistenceActor:
         try:
             async with self._pool.acquire() as conn, conn.transaction():
                 await self.apply(conn, event, delivery.stream_seq, delivery.data)
-        except (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError) as exc:
+        except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as exc:
+            # Postgres can never store this event as it is: dead-letter it and move on,
+            # rather than hold every later event back forever.
+            raise PermanentError(f"Postgres refused the event: {exc}") from exc
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            # Down, restarting, overloaded: in-order actors retry this in place.
             raise TransientError(f"Postgres unavailable: {exc}", delay=1.0) from exc
         return []
 

@@ -28,6 +28,7 @@ CHUNK = 1024 * 1024
 class ProcessingActor:
     name: ClassVar[str] = "processing"
     confirm_ack: ClassVar[bool] = False
+    batch: ClassVar[int] = 1
     in_order: ClassVar[bool] = False
     fails_job: ClassVar[bool] = True
 
@@ -57,7 +58,9 @@ class ProcessingActor:
         info = FileInfo(filename=data.filename, size=data.size, sha256=data.sha256, mime=data.mime)
         with tempfile.TemporaryDirectory(prefix="conveyor-", dir=self._work_dir) as tmp:
             source = Path(tmp) / "source"
-            await self._download(data.key, source)
+            changed = await self._download(data, source)
+            if changed:
+                return Failed(reason=changed, stage=self.name)
             try:
                 # Processors block and use CPU (polars releases the GIL): keep the loop free.
                 result = await asyncio.to_thread(processor.run, source, info)
@@ -75,15 +78,33 @@ class ProcessingActor:
             raise TransientError(f"S3 put_object: {exc}") from exc
         return Processed(processor=processor.name, result_key=key, result=result)
 
-    async def _download(self, key: str, target: Path) -> None:
+    async def _download(self, data: Verified, target: Path) -> str | None:
+        """Fetch exactly the verified object; the reason it can not be, or None."""
         try:
-            obj = await self._s3.get_object(Bucket=self._bucket, Key=key)
-            body = obj["Body"]
-            try:
-                with target.open("wb") as out:
-                    while chunk := await body.read(CHUNK):
-                        out.write(chunk)
-            finally:
-                body.close()
+            if data.etag:
+                obj = await self._s3.get_object(
+                    Bucket=self._bucket, Key=data.key, IfMatch=data.etag
+                )
+            else:  # an event from before etags were recorded
+                obj = await self._s3.get_object(Bucket=self._bucket, Key=data.key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("412", "PreconditionFailed"):
+                return "the uploaded object changed after it was verified"
+            raise TransientError(f"S3 get_object: {exc}") from exc
+        except BotoCoreError as exc:
+            raise TransientError(f"S3 get_object: {exc}") from exc
+        if int(obj["ContentLength"]) != data.size:
+            obj["Body"].close()
+            return (
+                f"the uploaded object changed after it was verified ({obj['ContentLength']} bytes)"
+            )
+        body = obj["Body"]
+        try:
+            with target.open("wb") as out:
+                while chunk := await body.read(CHUNK):
+                    out.write(chunk)
         except (ClientError, BotoCoreError) as exc:
             raise TransientError(f"S3 get_object: {exc}") from exc
+        finally:
+            body.close()
+        return None

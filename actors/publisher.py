@@ -6,13 +6,13 @@ import asyncio
 
 import msgspec
 import structlog
-from nats.errors import ConnectionClosedError, NoRespondersError
+from nats.errors import ConnectionClosedError, MaxPayloadError, NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
 from nats.js.errors import NoStreamResponseError
 
-from actors.errors import TransientError
+from actors.errors import PermanentError, TransientError
 from schemas import subjects
 from schemas.events import Envelope
 
@@ -54,4 +54,9 @@ class Publisher:
                 await asyncio.sleep(0.2 * attempt)
             except ConnectionClosedError as exc:
                 raise TransientError("NATS connection closed") from exc
+            except MaxPayloadError as exc:
+                # Retrying can never make it fit: the job fails with this reason.
+                raise PermanentError(
+                    f"{event.type} event is {len(payload)} bytes, over the server's message limit"
+                ) from exc
         raise AssertionError("unreachable")

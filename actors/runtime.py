@@ -51,6 +51,9 @@ class Actor(Protocol):
     # Retry transient errors in place instead of nak: later messages wait, so one
     # consumer applies the stream strictly in order (persistence needs this).
     in_order: ClassVar[bool]
+    # Messages per fetch. Only the one being handled is kept alive with in_progress,
+    # so actors with long work take one at a time and leave the rest to other replicas.
+    batch: ClassVar[int]
 
     async def handle(self, event: Envelope, delivery: Delivery) -> Sequence[Envelope]: ...
 
@@ -65,28 +68,28 @@ class Runtime:
         publisher: Publisher,
         settings: Settings,
         *,
-        batch: int = 16,
         fetch_timeout: float = 1.0,
     ) -> None:
         self.actor = actor
         self._js = js
         self._publisher = publisher
         self._settings = settings
-        self._batch = batch
         self._fetch_timeout = fetch_timeout
         self._decoder = msgspec.json.Decoder(Envelope)
         self._encoder = msgspec.json.Encoder()
         self.handled = 0
+        self._stop = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Fetch and handle until `stop`; then hand back what was fetched but not started."""
         name = self.actor.name
+        self._stop = stop
         sub = await self._js.pull_subscribe_bind(durable=name, stream=subjects.JOBS_STREAM)
         log.info("actor started", actor=name)
         try:
             while not stop.is_set():
                 try:
-                    msgs = await sub.fetch(self._batch, timeout=self._fetch_timeout)
+                    msgs = await sub.fetch(self.actor.batch, timeout=self._fetch_timeout)
                 except TimeoutError:
                     # nats-py raises its own TimeoutError or asyncio's, depending on
                     # where the deadline passed; both mean "nothing to do".
@@ -129,8 +132,12 @@ class Runtime:
         try:
             event = self._decoder.decode(msg.data)
         except msgspec.DecodeError as exc:
-            await self._dead_letter(msg, delivery, None, f"undecodable message: {exc}")
-            await msg.term()
+            try:
+                await self._dead_letter(msg, delivery, None, f"undecodable message: {exc}")
+                await msg.term()
+            except Exception as nats_exc:
+                bound.warning("dead letter failed; left for redelivery", error=str(nats_exc))
+                return
             bound.error("dead-lettered", reason=str(exc))
             return
         bound = bound.bind(job_id=str(event.job_id), event=event.type)
@@ -157,21 +164,25 @@ class Runtime:
                 for out in await self.actor.handle(event, delivery):
                     await self._publisher.publish(out)
                 break
-            except TransientError as exc:
-                if not self.actor.in_order:
-                    return await self._retry_or_give_up(msg, event, delivery, exc.reason, exc.delay)
-                # Later messages wait behind this one; the heartbeat keeps it ours.
-                attempt += 1
-                log.warning("retrying in place", actor=self.actor.name, reason=exc.reason)
-                await asyncio.sleep(exc.delay or min(0.1 * 2.0**attempt, 5.0))
             except (PermanentError, BadFile) as exc:
                 # BadFile here means the actor did not turn it into an event itself.
                 return await self._give_up(msg, event, delivery, exc.reason)
             except Exception as exc:
-                # Unexpected: maybe a bug, maybe the world. Retry, bounded by max_deliver.
-                log.exception("handler raised", actor=self.actor.name, job_id=str(event.job_id))
-                reason = f"{type(exc).__name__}: {exc}"
-                return await self._retry_or_give_up(msg, event, delivery, reason, None)
+                if isinstance(exc, TransientError):
+                    reason, delay = exc.reason, exc.delay
+                else:
+                    # Unexpected: maybe a bug, maybe the world.
+                    log.exception("handler raised", actor=self.actor.name, job_id=str(event.job_id))
+                    reason, delay = f"{type(exc).__name__}: {exc}", None
+                if not self.actor.in_order:
+                    return await self._retry_or_give_up(msg, event, delivery, reason, delay)
+                # In order: later messages wait behind this one (the heartbeat keeps it
+                # ours); only a PermanentError lets the stream move past it.
+                if self._stop.is_set():
+                    return f"left unacked at shutdown: {reason}"
+                attempt += 1
+                log.warning("retrying in place", actor=self.actor.name, reason=reason)
+                await asyncio.sleep(delay or min(0.1 * 2.0**attempt, 5.0))
         if self.actor.confirm_ack:
             await msg.ack_sync()
         else:

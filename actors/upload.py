@@ -26,6 +26,7 @@ CHUNK = 1024 * 1024
 class UploadActor:
     name: ClassVar[str] = "upload"
     confirm_ack: ClassVar[bool] = False
+    batch: ClassVar[int] = 1
     in_order: ClassVar[bool] = False
     fails_job: ClassVar[bool] = True
 
@@ -52,9 +53,10 @@ class UploadActor:
         except BotoCoreError as exc:
             raise TransientError(f"S3 unreachable: {exc}") from exc
         stored = int(head["ContentLength"])
+        etag = str(head.get("ETag", ""))
         if stored != data.size:
             return Rejected(reason=f"size mismatch: declared {data.size} bytes, stored {stored}")
-        digest, size, first = await self._digest(data.key)
+        digest, size, first = await self._digest(data.key, etag)
         if size != data.size:
             return Rejected(reason=f"size mismatch: declared {data.size} bytes, read {size}")
         return Verified(
@@ -63,15 +65,17 @@ class UploadActor:
             size=size,
             sha256=digest,
             mime=detect_mime(first),
+            etag=etag,
         )
 
-    async def _digest(self, key: str) -> tuple[str, int, bytes]:
+    async def _digest(self, key: str, etag: str) -> tuple[str, int, bytes]:
         """sha256, length and first bytes of the object, streamed in bounded memory."""
         sha = hashlib.sha256()
         size = 0
         first = bytearray()
         try:
-            obj = await self._s3.get_object(Bucket=self._bucket, Key=key)
+            # IfMatch: if the object is replaced between HEAD and GET, fail and retry.
+            obj = await self._s3.get_object(Bucket=self._bucket, Key=key, IfMatch=etag)
             body = obj["Body"]
             try:
                 while chunk := await body.read(CHUNK):

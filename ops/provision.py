@@ -79,7 +79,9 @@ def consumer(name: str, settings: Settings) -> ConsumerConfig:
         ack_policy=AckPolicy.EXPLICIT,
         filter_subject=subjects.CONSUMER_FILTERS[name],
         ack_wait=settings.ack_wait_seconds,
-        max_deliver=settings.max_deliver,
+        # Persistence never gives up on an event (it retries in place, in order, and
+        # dead-letters what Postgres refuses); a delivery limit could only lose one.
+        max_deliver=-1 if name == subjects.PERSISTENCE_CONSUMER else settings.max_deliver,
         # Bounds the work one slow actor can hold; the runtime fetches far fewer.
         max_ack_pending=1000,
     )

@@ -39,6 +39,8 @@ class Verified(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag=
     size: int
     sha256: str
     mime: str
+    # The S3 ETag of what was verified: processing reads exactly that version.
+    etag: str = ""
 
 
 class Rejected(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="rejected"):

@@ -81,7 +81,7 @@ def _profile(source: Path, delimiter: str) -> TableResult:
     histogram_frame, *top_frames = pl.collect_all(queries)
     histogram_row = histogram_frame.row(0, named=True) if histogram_frame.width else {}
     tops = {
-        i: [TopValue(value=v, count=n) for v, n in top.iter_rows()]
+        i: [TopValue(value=_json_scalar(v), count=n) for v, n in top.iter_rows()]
         for i, top in zip(strings, top_frames, strict=True)
     }
 
@@ -193,9 +193,16 @@ def _dtype_name(dtype: pl.DataType) -> str:
     return type(dtype).__name__.lower()
 
 
+# Text cells are cut to this many characters in the result (preview, top, min/max):
+# a profile describes the data, it does not carry it, and it must fit in one event.
+MAX_TEXT = 200
+
+
 def _json_scalar(value: object) -> Any:
-    """Make a polars cell JSON-friendly: temporal values as ISO strings."""
-    if value is None or isinstance(value, bool | int | float | str):
+    """Make a polars cell JSON-friendly: temporal values as ISO strings, long text cut."""
+    if isinstance(value, str):
+        return value if len(value) <= MAX_TEXT else value[: MAX_TEXT - 1] + "…"
+    if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, dt.date | dt.time):
         return value.isoformat()

@@ -96,11 +96,23 @@ async def test_declared_size_over_limit_is_413(api: Api, service: Service) -> No
         {"filename": "a.csv", "content_type": "text/csv", "size": "ten"},
         {"filename": "a.csv", "content_type": "text/csv", "size": -1},
         {"filename": "", "content_type": "text/csv", "size": 1},
+        {"filename": "a\u0000.csv", "content_type": "text/csv", "size": 1},
+        {"filename": "a\n.csv", "content_type": "text/csv", "size": 1},
         {"filename": "a.csv", "content_type": "not a type", "size": 1},
         {"filename": "a.csv", "content_type": "text/csv", "size": 1, "owner": "mallory"},
         {"filename": "a.csv", "content_type": "text/csv", "size": 1, "status": "succeeded"},
     ],
-    ids=["missing", "type", "negative", "empty-name", "content-type", "owner", "status"],
+    ids=[
+        "missing",
+        "type",
+        "negative",
+        "empty-name",
+        "nul-name",
+        "newline-name",
+        "content-type",
+        "owner",
+        "status",
+    ],
 )
 async def test_bad_upload_body_is_422(api: Api, body: dict[str, object]) -> None:
     before = (await api.get("/v1/jobs")).json()

@@ -37,7 +37,8 @@ async def test_streams_are_replayable_and_deduplicating(provisioned: Settings) -
             consumer = await js.consumer_info(subjects.JOBS_STREAM, name)
             assert consumer.config.durable_name == name
             assert consumer.config.filter_subject == filter_subject
-            assert consumer.config.max_deliver == provisioned.max_deliver
+            expected = -1 if name == subjects.PERSISTENCE_CONSUMER else provisioned.max_deliver
+            assert consumer.config.max_deliver == expected
         assert (await js.stream_info(subjects.DEAD_LETTER_STREAM)).config.subjects == ["dlq.>"]
         await js.key_value(subjects.UPLOADS_BUCKET)
     finally:
