@@ -1,8 +1,9 @@
 """WS /v1/jobs/{job_id}/events: the job's events so far, then live ones, in order.
 
-History comes from the JOBS stream (complete, ordered); live events come from
-the notification actor's relay on core NATS, subscribed *before* history is
-read and de-duplicated by stream sequence, so nothing falls between the two.
+The JOBS stream is the only source of what is sent, read by sequence from where
+the socket left off. The notification actor's relay on core NATS only says "look
+again"; a relay lost in a reconnect or arriving out of order costs at most the
+poll interval, never an event.
 """
 
 from __future__ import annotations
@@ -24,25 +25,29 @@ from schemas.events import TERMINAL
 
 # Application close codes (4000-4999): 4404 mirrors HTTP 404.
 CLOSE_NOT_FOUND = 4404
+# Re-read the stream this often even without a relay.
+POLL_SECONDS = 5.0
 
 
 def _event_type(subject: str) -> str:
     return subject.rsplit(".", 1)[-1]
 
 
-async def _history(services: Services, job_id: str) -> list[tuple[int, str, bytes]]:
+async def _events_after(
+    services: Services, job_id: uuid.UUID, seq: int
+) -> list[tuple[int, str, bytes]]:
+    """The job's stored events with a stream sequence above `seq`, oldest first."""
     found: list[tuple[int, str, bytes]] = []
-    seq = 1
     while True:
         try:
             raw = await services.js.get_msg(
-                subjects.JOBS_STREAM, seq=seq, subject=subjects.job_events(job_id), next=True
+                subjects.JOBS_STREAM, seq=seq + 1, subject=subjects.job_events(job_id), next=True
             )
         except NotFoundError:
             return found
         assert raw.seq is not None
         found.append((raw.seq, raw.subject or "", raw.data or b""))
-        seq = raw.seq + 1
+        seq = raw.seq
 
 
 @websocket("/v1/jobs/{job_id:str}/events")
@@ -57,51 +62,35 @@ async def job_events(socket: WebSocket[str, Any, Any], job_id: str, services: Se
         await socket.close(code=CLOSE_NOT_FOUND, reason="no such job")
         return
 
-    live: asyncio.Queue[Msg] = asyncio.Queue()
+    wake = asyncio.Event()
 
-    async def on_live(msg: Msg) -> None:
-        live.put_nowait(msg)
+    async def on_relay(_msg: Msg) -> None:
+        wake.set()
 
-    sub = await services.nc.subscribe(subjects.notify_job_all(jid), cb=on_live)
+    # Subscribed before the first read: an event stored after that read is relayed.
+    sub = await services.nc.subscribe(subjects.notify_job_all(jid), cb=on_relay)
+    gone = asyncio.create_task(_until_disconnect(socket))
     try:
         last_seq = 0
-        for seq, subject, data in await _history(services, str(jid)):
-            await socket.send_text(data.decode())
-            last_seq = seq
-            if _event_type(subject) in TERMINAL:
-                await socket.close()
-                return
-        await _relay_live(socket, live, last_seq)
+        while not gone.done():
+            wake.clear()
+            for seq, subject, data in await _events_after(services, jid, last_seq):
+                await socket.send_text(data.decode())
+                last_seq = seq
+                if _event_type(subject) in TERMINAL:
+                    await socket.close()
+                    return
+            waiter = asyncio.create_task(wake.wait())
+            await asyncio.wait(
+                {waiter, gone}, timeout=POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED
+            )
+            waiter.cancel()
     except WebSocketDisconnect:
         pass
     finally:
+        gone.cancel()
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
-
-
-async def _relay_live(
-    socket: WebSocket[str, Any, Any], live: asyncio.Queue[Msg], last_seq: int
-) -> None:
-    # Watch for the client going away while we wait for events.
-    gone = asyncio.create_task(_until_disconnect(socket))
-    try:
-        while True:
-            getter = asyncio.create_task(live.get())
-            done, _ = await asyncio.wait({getter, gone}, return_when=asyncio.FIRST_COMPLETED)
-            if gone in done:
-                getter.cancel()
-                return
-            msg = getter.result()
-            seq = int((msg.headers or {}).get(subjects.SEQ_HEADER, "0"))
-            if seq <= last_seq:
-                continue  # already sent from history
-            last_seq = seq
-            await socket.send_text(msg.data.decode())
-            if _event_type(msg.subject) in TERMINAL:
-                await socket.close()
-                return
-    finally:
-        gone.cancel()
 
 
 async def _until_disconnect(socket: WebSocket[str, Any, Any]) -> None:

@@ -136,11 +136,15 @@ async def list_jobs(
         args += [at, jid]
         where.append(f"(created_at, job_id) < (${len(args) - 1}, ${len(args)})")
     args.append(limit + 1)
-    rows = await services.pool.fetch(
-        f"SELECT {_COLUMNS} FROM jobs WHERE {' AND '.join(where)}"
-        f" ORDER BY created_at DESC, job_id DESC LIMIT ${len(args)}",
-        *args,
-    )
+    try:
+        rows = await services.pool.fetch(
+            f"SELECT {_COLUMNS} FROM jobs WHERE {' AND '.join(where)}"
+            f" ORDER BY created_at DESC, job_id DESC LIMIT ${len(args)}",
+            *args,
+        )
+    except asyncpg.DataError:
+        # A forged cursor can decode yet name a time Postgres can not represent.
+        raise Unprocessable("cursor is not one this API returned") from None
     items = [_view(r) for r in rows[:limit]]
     next_cursor = None
     if len(rows) > limit:

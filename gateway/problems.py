@@ -5,6 +5,7 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
+import asyncpg
 import msgspec
 import structlog
 from litestar import Request, Response
@@ -76,6 +77,12 @@ _UNAVAILABLE = (
     NoRespondersError,
     ConnectionClosedError,
     OutboundBufferLimitError,
+    # Postgres down, restarting or out of connections.
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.InterfaceError,
 )
 
 
@@ -85,7 +92,7 @@ def on_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[by
         return problem_response(
             request,
             503,
-            "the event store is unavailable; retry shortly",
+            "a backing service is unavailable; retry shortly",
             headers={"Retry-After": "2"},
         )
     # Never leak internals: the log has the trace, the client the request id.

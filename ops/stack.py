@@ -151,15 +151,15 @@ class EmbeddedStack:
         changes: dict[str, object] = {}
         try:
             if not self.settings.nats_url:
-                changes["nats_url"] = self._start(self._nats())
+                changes["nats_url"] = self._start(self._nats)
             if not self.settings.redis_url:
-                changes["redis_url"] = self._start(self._valkey())
+                changes["redis_url"] = self._start(self._valkey)
             if not self.settings.s3_endpoint:
-                changes["s3_endpoint"] = self._start(self._seaweed())
+                changes["s3_endpoint"] = self._start(self._seaweed)
                 changes["s3_access_key"] = self.settings.s3_access_key
                 changes["s3_secret_key"] = self.settings.s3_secret_key
             if not self.settings.database_url:
-                changes["database_url"] = self._start(self._postgres())
+                changes["database_url"] = self._start(self._postgres)
                 self._create_database(changes["database_url"])  # type: ignore[arg-type]
         except BaseException:
             self.stop()
@@ -220,12 +220,25 @@ class EmbeddedStack:
 
     # -- generic start ---------------------------------------------------------
 
-    def _start(self, server: Server) -> str:
-        self.servers.append(server)
-        self._spawn(server)
-        self._await_ready(server)
-        self._echo(f"{server.name:<9} {server.url}")
-        return server.url
+    def _start(self, make: Callable[[], Server], attempts: int = 3) -> str:
+        for attempt in range(1, attempts + 1):
+            # New ports each time: a port free when picked may be taken before the
+            # server binds it, and then the server exits at once.
+            server = make()
+            self.servers.append(server)
+            self._spawn(server)
+            try:
+                self._await_ready(server)
+            except StackError:
+                exited = server.proc is not None and server.proc.poll() is not None
+                if not exited or attempt == attempts:
+                    raise
+                self.servers.remove(server)
+                log.warning("server exited at start; retrying on new ports", server=server.name)
+                continue
+            self._echo(f"{server.name:<9} {server.url}")
+            return server.url
+        raise AssertionError("unreachable")
 
     def _spawn(self, server: Server) -> None:
         log_path = self.data_dir / "logs" / f"{server.name}.log"

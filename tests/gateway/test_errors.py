@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import time
 import uuid
 
@@ -133,6 +134,8 @@ async def test_malformed_json_is_4xx_problem(api: Api) -> None:
 async def test_bad_list_parameters_are_422(api: Api) -> None:
     assert_problem(await api.get("/v1/jobs", params={"status": "nope"}), 422)
     assert_problem(await api.get("/v1/jobs", params={"cursor": "!!"}), 422)
+    forged = base64.urlsafe_b64encode(f"9999-12-31T23:59:59-14:00|{uuid.uuid4()}".encode())
+    assert_problem(await api.get("/v1/jobs", params={"cursor": forged.decode()}), 422)
     assert_problem(await api.get("/v1/jobs", params={"limit": 0}), 422)
 
 

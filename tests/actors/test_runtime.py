@@ -1,0 +1,163 @@
+"""The actor runtime against the real NATS server: retries, dead letters, order.
+
+Each test gets its own job id and its own durable consumer filtered to it, so the
+running service's actors and other tests never see its messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from typing import ClassVar
+
+import msgspec
+import nats
+import pytest
+from nats.aio.client import Client as NATS
+from nats.js.api import AckPolicy, ConsumerConfig
+from nats.js.errors import NotFoundError
+
+from actors.errors import TransientError
+from actors.publisher import Publisher
+from actors.runtime import Delivery, Runtime
+from schemas import subjects
+from schemas.events import Envelope, Failed, Verifying, new_event
+from schemas.settings import Settings
+
+
+@pytest.fixture
+async def nc(provisioned: Settings) -> AsyncIterator[NATS]:
+    client = await nats.connect(provisioned.nats_url)
+    yield client
+    await client.close()
+
+
+async def consumer_for(nc: NATS, job_id: uuid.UUID, max_deliver: int) -> str:
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    await nc.jetstream().add_consumer(
+        subjects.JOBS_STREAM,
+        ConsumerConfig(
+            name=name,
+            durable_name=name,
+            filter_subject=subjects.job_event(job_id, "verifying"),
+            ack_policy=AckPolicy.EXPLICIT,
+            max_deliver=max_deliver,
+            ack_wait=10,
+        ),
+    )
+    return name
+
+
+def event_for(job_id: uuid.UUID) -> Envelope:
+    return new_event(
+        Verifying(), job_id=job_id, owner="runtime-test", source="test", correlation_id="t"
+    )
+
+
+async def poll_step(deadline: float) -> None:
+    """One step of a wait-for-condition loop; fails the test past `deadline`."""
+    assert time.monotonic() < deadline, "condition not met in time"
+    await asyncio.sleep(0.05)
+
+
+async def test_failing_message_is_dead_lettered_and_fails_the_job(
+    nc: NATS, provisioned: Settings
+) -> None:
+    job_id = uuid.uuid4()
+    name = await consumer_for(nc, job_id, max_deliver=2)
+    calls: list[int] = []
+
+    class Failing:
+        batch: ClassVar[int] = 1
+        in_order: ClassVar[bool] = False
+        confirm_ack: ClassVar[bool] = False
+        fails_job: ClassVar[bool] = True
+
+        async def handle(self, event: Envelope, delivery: Delivery) -> Sequence[Envelope]:
+            calls.append(delivery.num_delivered)
+            raise RuntimeError("boom: the handler always fails")
+
+    Failing.name = name  # type: ignore[attr-defined]
+    js = nc.jetstream()
+    publisher = Publisher(js)
+    runtime = Runtime(Failing(), js, publisher, provisioned.replace(max_deliver=2))  # type: ignore[arg-type]
+    stop = asyncio.Event()
+    task = asyncio.create_task(runtime.run(stop))
+    try:
+        await publisher.publish(event_for(job_id))
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                dead = await js.get_last_msg(
+                    subjects.DEAD_LETTER_STREAM, subjects.dead_letter(name, job_id)
+                )
+                break
+            except NotFoundError:
+                await poll_step(deadline)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        await js.delete_consumer(subjects.JOBS_STREAM, name)
+
+    assert calls == [1, 2]
+    headers = dead.headers or {}
+    assert headers["Conveyor-Delivered"] == "2"
+    assert headers["Conveyor-Original-Subject"] == subjects.job_event(job_id, "verifying")
+    assert "boom" in headers["Conveyor-Error"]
+    assert msgspec.json.decode(dead.data or b"", type=Envelope).job_id == job_id
+    failed = await js.get_last_msg(subjects.JOBS_STREAM, subjects.job_event(job_id, "failed"))
+    data = msgspec.json.decode(failed.data or b"", type=Envelope).data
+    assert isinstance(data, Failed)
+    assert "boom" in data.reason
+    assert "gave up after 2 tries" in data.reason
+    assert data.stage == name
+
+
+async def test_in_order_actor_retries_in_place_and_keeps_order(
+    nc: NATS, provisioned: Settings
+) -> None:
+    job_id = uuid.uuid4()
+    name = await consumer_for(nc, job_id, max_deliver=1)
+    seen: list[uuid.UUID] = []
+    failures = 2
+
+    class Flaky:
+        batch: ClassVar[int] = 8
+        in_order: ClassVar[bool] = True
+        confirm_ack: ClassVar[bool] = True
+        fails_job: ClassVar[bool] = False
+
+        async def handle(self, event: Envelope, delivery: Delivery) -> Sequence[Envelope]:
+            nonlocal failures
+            seen.append(event.id)
+            if failures:
+                failures -= 1
+                raise TransientError("database restarting", delay=0.05)
+            return []
+
+    Flaky.name = name  # type: ignore[attr-defined]
+    js = nc.jetstream()
+    publisher = Publisher(js)
+    first, second = event_for(job_id), event_for(job_id)
+    await publisher.publish(first)
+    await publisher.publish(second)
+    runtime = Runtime(Flaky(), js, publisher, provisioned)  # type: ignore[arg-type]
+    stop = asyncio.Event()
+    task = asyncio.create_task(runtime.run(stop))
+    try:
+        deadline = time.monotonic() + 20
+        while len(seen) < 4:
+            await poll_step(deadline)
+        info = await js.consumer_info(subjects.JOBS_STREAM, name)
+        while info.num_ack_pending or info.num_pending:
+            await poll_step(deadline)
+            info = await js.consumer_info(subjects.JOBS_STREAM, name)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        await js.delete_consumer(subjects.JOBS_STREAM, name)
+    # max_deliver=1, yet nothing was lost: the retries never went back to the server.
+    assert seen == [first.id, first.id, first.id, second.id]
+    assert runtime.handled == 2
