@@ -20,7 +20,6 @@ class NotificationActor:
     name: ClassVar[str] = "notification"
     confirm_ack: ClassVar[bool] = False
     batch: ClassVar[int] = 64
-    in_order: ClassVar[bool] = False
     fails_job: ClassVar[bool] = False
 
     def __init__(self, nc: NATS) -> None:

@@ -1,30 +1,24 @@
-"""The persistence actor: applies every job event to Postgres, once, in stream order.
+"""The persistence actor: applies job events to Postgres, once each, in stream order.
 
-Each event is one transaction: the append to `job_events`, the change to `jobs`
-and the watermark (the last stream sequence applied) commit together, so a crash
-at any point either applied all three or none, and redelivery fills the gap.
+It is run by `actors.ordered`, one partition at a time: a batch of a partition's
+events is one transaction holding the appends to `job_events`, the changes to
+`jobs` and the partition's watermark (the last stream sequence applied). A crash
+at any point applied all of a batch or none, and the reader resumes after the
+watermark. An event seen twice (same sequence or same event id) changes nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import asyncpg
 import msgspec
+import structlog
 
-from actors.errors import PermanentError, TransientError
-from actors.runtime import Delivery
+from actors.errors import TransientError
 from schemas import subjects
-from schemas.events import (
-    Envelope,
-    Failed,
-    Processed,
-    Rejected,
-    Uploaded,
-    Verified,
-    Verifying,
-)
+from schemas.events import Envelope, Failed, Processed, Rejected, Uploaded, Verified, Verifying
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
@@ -32,43 +26,114 @@ if TYPE_CHECKING:
     # A pooled connection or a plain one: both run the same statements.
     Connection = asyncpg.Connection[Any] | PoolConnectionProxy[Any]
 
+log = structlog.get_logger("actors.persistence")
+
 _TERMINAL = "('succeeded', 'failed', 'rejected')"
 _UPDATE = (
     "UPDATE jobs SET {sets}, updated_at = $2, last_seq = $3 "
-    # A late event (another delivery order) never moves a job back.
+    # A late event (replay alongside live work) never moves a job back.
     f"WHERE job_id = $1 AND status NOT IN {_TERMINAL} AND last_seq < $3"
 )
+# What Postgres refuses for the data itself: retrying can never help.
+_REFUSED = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, msgspec.DecodeError)
+
+
+class Stored(msgspec.Struct, frozen=True, kw_only=True):
+    """One message as read from the JOBS stream."""
+
+    seq: int
+    subject: str
+    data: bytes
+    headers: dict[str, str] | None = None
+
+
+class Applied(msgspec.Struct, kw_only=True):
+    applied: int = 0
+    skipped: int = 0
+    dead: int = 0
+
+
+# Called with (message, reason) for an event Postgres can never store.
+DeadLetter = Callable[[Stored, str], Awaitable[None]]
+
+
+def partition_of(stored_subject: str) -> int:
+    return int(stored_subject.rsplit(".", 1)[1])
 
 
 class PersistenceActor:
-    name: ClassVar[str] = "persistence"
-    # A lost ack costs a redelivery that the watermark skips; confirming keeps that rare.
-    confirm_ack: ClassVar[bool] = True
-    fails_job: ClassVar[bool] = False
-    # Events of a job must apply in order: a transient failure blocks, it does not skip.
-    batch: ClassVar[int] = 64
-    in_order: ClassVar[bool] = True
+    name: ClassVar[str] = subjects.PERSISTENCE
 
-    def __init__(self, pool: asyncpg.Pool[Any], *, stream: str = subjects.JOBS_STREAM) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool[Any],
+        dead_letter: DeadLetter,
+        *,
+        stream: str = subjects.JOBS_STREAM,
+    ) -> None:
         self._pool = pool
+        self._dead_letter = dead_letter
         self._stream = stream
+        self._decoder = msgspec.json.Decoder(Envelope)
         self._encoder = msgspec.json.Encoder()
 
-    async def handle(self, event: Envelope, delivery: Delivery) -> Sequence[Envelope]:
-        try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                await self.apply(conn, event, delivery.stream_seq, delivery.data)
-        except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as exc:
-            # Postgres can never store this event as it is: dead-letter it and move on,
-            # rather than hold every later event back forever.
-            raise PermanentError(f"Postgres refused the event: {exc}") from exc
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            # Down, restarting, overloaded: in-order actors retry this in place.
-            raise TransientError(f"Postgres unavailable: {exc}", delay=1.0) from exc
-        return []
+    async def watermark(self, partition: int) -> int:
+        seq = await self._pool.fetchval(
+            "SELECT seq FROM watermarks WHERE stream = $1 AND partition = $2",
+            self._stream,
+            partition,
+        )
+        return int(seq or 0)
 
-    async def apply(self, conn: Connection, event: Envelope, seq: int, raw: bytes) -> bool:
-        """Apply one event inside the caller's transaction; False if it was applied before.
+    async def apply_batch(self, batch: Sequence[Stored]) -> Applied:
+        """Apply `batch` (stream order) in one transaction with its watermarks.
+
+        Fast path without savepoints; if Postgres refuses one event, the batch is
+        redone with a savepoint per event and the refused ones are dead-lettered.
+        """
+        if not batch:
+            return Applied()
+        try:
+            try:
+                return await self._transaction(batch, isolate=False)
+            except _REFUSED:
+                return await self._transaction(batch, isolate=True)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise TransientError(f"Postgres unavailable: {exc}", delay=1.0) from exc
+
+    async def _transaction(self, batch: Sequence[Stored], *, isolate: bool) -> Applied:
+        counts = Applied()
+        marks: dict[int, int] = {}
+        async with self._pool.acquire() as conn, conn.transaction():
+            for message in batch:
+                marks[partition_of(message.subject)] = message.seq
+                if not isolate:
+                    applied = await self.apply(conn, self._decoder.decode(message.data), message)
+                else:
+                    try:
+                        async with conn.transaction():  # a savepoint
+                            event = self._decoder.decode(message.data)
+                            applied = await self.apply(conn, event, message)
+                    except _REFUSED as exc:
+                        # Stored before commit: a retried batch publishes it again,
+                        # and the dead-letter stream drops the repeat by its id.
+                        await self._dead_letter(message, f"{type(exc).__name__}: {exc}")
+                        counts.dead += 1
+                        continue
+                if applied:
+                    counts.applied += 1
+                else:
+                    counts.skipped += 1
+            await conn.executemany(
+                "INSERT INTO watermarks (stream, partition, seq) VALUES ($1, $2, $3)"
+                " ON CONFLICT (stream, partition) DO UPDATE"
+                " SET seq = GREATEST(watermarks.seq, EXCLUDED.seq), updated_at = now()",
+                [(self._stream, p, seq) for p, seq in marks.items()],
+            )
+        return counts
+
+    async def apply(self, conn: Connection, event: Envelope, message: Stored) -> bool:
+        """Append and project one event; False if it was applied before.
 
         "Before" means the same stream sequence or the same event id (a duplicate
         publish outside the stream's dedupe window): both are unique in `job_events`.
@@ -77,22 +142,15 @@ class PersistenceActor:
             "INSERT INTO job_events (seq, event_id, job_id, type, occurred_at, envelope)"
             " VALUES ($1, $2, $3, $4, $5, $6::jsonb)"
             " ON CONFLICT DO NOTHING RETURNING true",
-            seq,
+            message.seq,
             event.id,
             event.job_id,
             event.type,
             event.occurred_at,
-            raw.decode(),
+            message.data.decode(),
         )
         if inserted:
-            await self._project(conn, event, seq)
-        await conn.execute(
-            "INSERT INTO watermarks (stream, seq) VALUES ($1, $2)"
-            " ON CONFLICT (stream) DO UPDATE SET seq = GREATEST(watermarks.seq, EXCLUDED.seq),"
-            " updated_at = now()",
-            self._stream,
-            seq,
-        )
+            await self._project(conn, event, message.seq)
         return bool(inserted)
 
     async def _project(self, conn: Connection, event: Envelope, seq: int) -> None:

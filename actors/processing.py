@@ -29,7 +29,6 @@ class ProcessingActor:
     name: ClassVar[str] = "processing"
     confirm_ack: ClassVar[bool] = False
     batch: ClassVar[int] = 1
-    in_order: ClassVar[bool] = False
     fails_job: ClassVar[bool] = True
 
     def __init__(

@@ -12,13 +12,14 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Sequence
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 import msgspec
 import structlog
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
+from actors.deadletters import dead_letter
 from actors.errors import BadFile, PermanentError, TransientError
 from actors.publisher import REQUEST_ID_HEADER, Publisher
 from schemas import subjects
@@ -48,9 +49,6 @@ class Actor(Protocol):
     confirm_ack: ClassVar[bool]
     # After dead-lettering, publish `failed` for the job (pipeline stages do; observers don't).
     fails_job: ClassVar[bool]
-    # Retry transient errors in place instead of nak: later messages wait, so one
-    # consumer applies the stream strictly in order (persistence needs this).
-    in_order: ClassVar[bool]
     # Messages per fetch. Only the one being handled is kept alive with in_progress,
     # so actors with long work take one at a time and leave the rest to other replicas.
     batch: ClassVar[int]
@@ -78,12 +76,10 @@ class Runtime:
         self._decoder = msgspec.json.Decoder(Envelope)
         self._encoder = msgspec.json.Encoder()
         self.handled = 0
-        self._stop = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Fetch and handle until `stop`; then hand back what was fetched but not started."""
         name = self.actor.name
-        self._stop = stop
         sub = await self._js.pull_subscribe_bind(durable=name, stream=subjects.JOBS_STREAM)
         log.info("actor started", actor=name)
         try:
@@ -158,31 +154,19 @@ class Runtime:
             bound.info("handled", outcome=outcome, ms=ms)
 
     async def _handle(self, msg: Msg, event: Envelope, delivery: Delivery) -> str:
-        attempt = 0
-        while True:
-            try:
-                for out in await self.actor.handle(event, delivery):
-                    await self._publisher.publish(out)
-                break
-            except (PermanentError, BadFile) as exc:
-                # BadFile here means the actor did not turn it into an event itself.
-                return await self._give_up(msg, event, delivery, exc.reason)
-            except Exception as exc:
-                if isinstance(exc, TransientError):
-                    reason, delay = exc.reason, exc.delay
-                else:
-                    # Unexpected: maybe a bug, maybe the world.
-                    log.exception("handler raised", actor=self.actor.name, job_id=str(event.job_id))
-                    reason, delay = f"{type(exc).__name__}: {exc}", None
-                if not self.actor.in_order:
-                    return await self._retry_or_give_up(msg, event, delivery, reason, delay)
-                # In order: later messages wait behind this one (the heartbeat keeps it
-                # ours); only a PermanentError lets the stream move past it.
-                if self._stop.is_set():
-                    return f"left unacked at shutdown: {reason}"
-                attempt += 1
-                log.warning("retrying in place", actor=self.actor.name, reason=reason)
-                await asyncio.sleep(delay or min(0.1 * 2.0**attempt, 5.0))
+        try:
+            for out in await self.actor.handle(event, delivery):
+                await self._publisher.publish(out)
+        except (PermanentError, BadFile) as exc:
+            # BadFile here means the actor did not turn it into an event itself.
+            return await self._give_up(msg, event, delivery, exc.reason)
+        except TransientError as exc:
+            return await self._retry_or_give_up(msg, event, delivery, exc.reason, exc.delay)
+        except Exception as exc:
+            # Unexpected: maybe a bug, maybe the world. Retried, up to max_deliver.
+            log.exception("handler raised", actor=self.actor.name, job_id=str(event.job_id))
+            reason = f"{type(exc).__name__}: {exc}"
+            return await self._retry_or_give_up(msg, event, delivery, reason, None)
         if self.actor.confirm_ack:
             await msg.ack_sync()
         else:
@@ -214,25 +198,16 @@ class Runtime:
     async def _dead_letter(
         self, msg: Msg, delivery: Delivery, event: Envelope | None, reason: str
     ) -> None:
-        headers = dict(msg.headers or {})
-        headers.pop(subjects.MSG_ID_HEADER, None)
-        headers.update(
-            {
-                "Conveyor-Original-Subject": delivery.subject,
-                "Conveyor-Original-Seq": str(delivery.stream_seq),
-                "Conveyor-Delivered": str(delivery.num_delivered),
-                "Conveyor-Actor": self.actor.name,
-                "Conveyor-Error": reason[:1000],
-                # One dead letter per (actor, original message), however often we get here.
-                subjects.MSG_ID_HEADER: f"{self.actor.name}:{delivery.stream_seq}",
-            }
-        )
-        job_id = event.job_id if event is not None else None
-        await self._js.publish(
-            subjects.dead_letter(self.actor.name, job_id),
-            msg.data,
-            stream=subjects.DEAD_LETTER_STREAM,
-            headers=headers,
+        await dead_letter(
+            self._js,
+            actor=self.actor.name,
+            stored_subject=delivery.subject,
+            stream_seq=delivery.stream_seq,
+            delivered=delivery.num_delivered,
+            data=msg.data,
+            headers=msg.headers,
+            reason=reason,
+            job_id=event.job_id if event is not None else None,
         )
 
     async def _keep_alive(self, msg: Msg) -> None:
@@ -244,7 +219,13 @@ class Runtime:
                 await msg.in_progress()
 
 
-async def run_until_stopped(runtime: Runtime, stop: asyncio.Event, grace: float) -> None:
+class Runnable(Protocol):
+    actor: Any
+
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+
+async def run_until_stopped(runtime: Runnable, stop: asyncio.Event, grace: float) -> None:
     """Run `runtime`; once `stop` is set, let in-flight work finish within `grace` seconds.
 
     What is still running after that is cancelled: its transaction rolls back and

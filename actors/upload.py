@@ -27,7 +27,6 @@ class UploadActor:
     name: ClassVar[str] = "upload"
     confirm_ack: ClassVar[bool] = False
     batch: ClassVar[int] = 1
-    in_order: ClassVar[bool] = False
     fails_job: ClassVar[bool] = True
 
     def __init__(self, s3: S3Client, bucket: str, publisher: Publisher) -> None:

@@ -29,10 +29,6 @@ CLOSE_NOT_FOUND = 4404
 POLL_SECONDS = 5.0
 
 
-def _event_type(subject: str) -> str:
-    return subject.rsplit(".", 1)[-1]
-
-
 async def _events_after(
     services: Services, job_id: uuid.UUID, seq: int
 ) -> list[tuple[int, str, bytes]]:
@@ -41,7 +37,10 @@ async def _events_after(
     while True:
         try:
             raw = await services.js.get_msg(
-                subjects.JOBS_STREAM, seq=seq + 1, subject=subjects.job_events(job_id), next=True
+                subjects.JOBS_STREAM,
+                seq=seq + 1,
+                subject=subjects.stored_job_events(job_id),
+                next=True,
             )
         except NotFoundError:
             return found
@@ -77,7 +76,7 @@ async def job_events(socket: WebSocket[str, Any, Any], job_id: str, services: Se
             for seq, subject, data in await _events_after(services, jid, last_seq):
                 await socket.send_text(data.decode())
                 last_seq = seq
-                if _event_type(subject) in TERMINAL:
+                if subjects.event_type_of(subject) in TERMINAL:
                     await socket.close()
                     return
             waiter = asyncio.create_task(wake.wait())

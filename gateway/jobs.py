@@ -59,7 +59,7 @@ async def _pending_view(services: Services, job_id: uuid.UUID, owner: str) -> Jo
     """A job whose `uploaded` event is stored but not applied yet: read it from the stream."""
     try:
         msg = await services.js.get_last_msg(
-            subjects.JOBS_STREAM, subjects.job_event(job_id, "uploaded")
+            subjects.JOBS_STREAM, subjects.stored_job_event(job_id, "uploaded")
         )
     except NotFoundError:
         return None

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import uuid
 from contextlib import AsyncExitStack
 from pathlib import Path
 
 import structlog
+from nats.js import JetStreamContext
 
+from actors.deadletters import dead_letter
 from actors.notification import NotificationActor
-from actors.persistence import PersistenceActor
+from actors.ordered import OrderedRuntime
+from actors.persistence import DeadLetter, PersistenceActor, Stored
 from actors.processing import ProcessingActor
 from actors.processors.registry import load_processors
 from actors.publisher import Publisher
@@ -72,6 +77,28 @@ async def run_gateway(settings: Settings, stop: asyncio.Event) -> None:
             watcher.cancel()
 
 
+def refused(js: JetStreamContext) -> DeadLetter:
+    """Dead-letters what Postgres refuses to store (persistence's only give-up)."""
+
+    async def send(message: Stored, reason: str) -> None:
+        job_id = None
+        with contextlib.suppress(ValueError, IndexError):
+            job_id = uuid.UUID(message.subject.split(".")[1])
+        await dead_letter(
+            js,
+            actor=subjects.PERSISTENCE,
+            stored_subject=message.subject,
+            stream_seq=message.seq,
+            delivered=1,
+            data=message.data,
+            headers=message.headers,
+            reason=reason,
+            job_id=job_id,
+        )
+
+    return send
+
+
 async def run_actor(name: str, settings: Settings, stop: asyncio.Event) -> None:
     closed = asyncio.Event()
     async with AsyncExitStack() as stack:
@@ -91,8 +118,13 @@ async def run_actor(name: str, settings: Settings, stop: asyncio.Event) -> None:
                 work.mkdir(parents=True, exist_ok=True)
                 actor = ProcessingActor(s3, settings.s3_bucket, load_processors(), work_dir=work)
             case "persistence":
-                pool = await stack.enter_async_context(postgres_pool(settings, size=2))
-                actor = PersistenceActor(pool)
+                pool = await stack.enter_async_context(postgres_pool(settings, size=4))
+                ordered = OrderedRuntime(PersistenceActor(pool, refused(js)), js, settings)
+                async with asyncio.TaskGroup() as tg:
+                    watcher = tg.create_task(_watch_connection(closed, stop, name))
+                    await run_until_stopped(ordered, stop, settings.shutdown_grace_seconds)
+                    watcher.cancel()
+                return
             case "notification":
                 actor = NotificationActor(nc)
             case _:

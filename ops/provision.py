@@ -22,6 +22,7 @@ from nats.js.api import (
     RetentionPolicy,
     StorageType,
     StreamConfig,
+    SubjectTransform,
 )
 from nats.js.errors import BucketNotFoundError, NotFoundError, ServiceUnavailableError
 
@@ -46,6 +47,8 @@ def jobs_stream(settings: Settings) -> StreamConfig:
         name=subjects.JOBS_STREAM,
         description="Every job event; the event store that `conveyor replay` rebuilds from.",
         subjects=[subjects.JOBS_SUBJECTS],
+        # Stored as jobs.<job_id>.<type>.<partition>: one job, one partition.
+        subject_transform=SubjectTransform(*subjects.partition_transform(settings.partitions)),
         # Limits retention (not work-queue): delivered events stay, so ops can replay them.
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
@@ -78,12 +81,27 @@ def consumer(name: str, settings: Settings) -> ConsumerConfig:
         deliver_policy=DeliverPolicy.ALL,
         ack_policy=AckPolicy.EXPLICIT,
         filter_subject=subjects.CONSUMER_FILTERS[name],
+        # Redelivery after this long without ack or progress; the runtime signals
+        # progress every third of it, so only a dead worker's messages move on.
         ack_wait=settings.ack_wait_seconds,
-        # Persistence never gives up on an event (it retries in place, in order, and
-        # dead-letters what Postgres refuses); a delivery limit could only lose one.
-        max_deliver=-1 if name == subjects.PERSISTENCE_CONSUMER else settings.max_deliver,
+        # Tries before the runtime dead-letters a message and fails its job.
+        max_deliver=settings.max_deliver,
         # Bounds the work one slow actor can hold; the runtime fetches far fewer.
         max_ack_pending=1000,
+        # No `backoff` list: it would also replace ack_wait for first deliveries. The
+        # runtime naks with its own growing delay (1, 2, 4 ... 30 s) instead.
+    )
+
+
+def leases_bucket(settings: Settings) -> KeyValueConfig:
+    return KeyValueConfig(
+        bucket=subjects.LEASES_BUCKET,
+        description="Which persistence process applies which partition.",
+        history=1,
+        # A dead member's leases lapse after this; live ones renew every 2 s.
+        ttl=6.0,
+        storage=StorageType.MEMORY,
+        replicas=settings.stream_replicas,
     )
 
 
@@ -122,10 +140,11 @@ async def _provision_nats(js: JetStreamContext, settings: Settings) -> None:
             await js.update_stream(config)
     for name in subjects.CONSUMER_FILTERS:
         await js.add_consumer(subjects.JOBS_STREAM, consumer(name, settings))
-    try:
-        await js.key_value(subjects.UPLOADS_BUCKET)
-    except BucketNotFoundError:
-        await js.create_key_value(uploads_bucket(settings))
+    for bucket in (uploads_bucket(settings), leases_bucket(settings)):
+        try:
+            await js.key_value(bucket.bucket)
+        except BucketNotFoundError:
+            await js.create_key_value(bucket)
 
 
 async def provision_bucket(s3: S3Client, bucket: str, *, within: float = 30.0) -> None:

@@ -43,6 +43,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     stream_max_age_days: Annotated[float, msgspec.Meta(gt=0)] = 30.0
     ack_wait_seconds: Annotated[float, msgspec.Meta(ge=1)] = 30.0
     max_deliver: Annotated[int, msgspec.Meta(ge=1)] = 5
+    # Partitions of JOBS (by job id) that persistence applies in parallel, each in
+    # order. Fixed when the stream is created: changing it needs `replay --rebuild`.
+    partitions: Annotated[int, msgspec.Meta(ge=1, le=256)] = 8
     # Copies of each stream in a NATS cluster (1 for a single server, 3 in compose.yaml).
     stream_replicas: Annotated[int, msgspec.Meta(ge=1, le=5)] = 1
     db_pool_size: Annotated[int, msgspec.Meta(ge=1)] = 10

@@ -1,4 +1,11 @@
-"""Every subject, stream, consumer and bucket name, in one place."""
+"""Every subject, stream, consumer and bucket name, in one place.
+
+Events are published on `jobs.<job_id>.<type>`. The JOBS stream stores each one
+as `jobs.<job_id>.<type>.<partition>`: a subject transform appends
+`partition(N, job_id)`, so every event of one job lands in one partition and
+persistence can apply partitions in parallel, each strictly in order. Core NATS
+subscribers see the published subject, without the partition.
+"""
 
 from __future__ import annotations
 
@@ -10,23 +17,54 @@ JOBS_SUBJECTS: Final = "jobs.*.*"
 DEAD_LETTER_STREAM: Final = "DEADLETTER"
 DEAD_LETTER_SUBJECTS: Final = "dlq.>"
 UPLOADS_BUCKET: Final = "uploads"
+# Leases on persistence partitions and the members sharing them.
+LEASES_BUCKET: Final = "leases"
 
 # Core NATS (not stored): the notification actor relays job events here for
 # WebSocket listeners in any gateway process.
 NOTIFY_PREFIX: Final = "notify.jobs"
 
-# Header on relayed events: the stream sequence of the original, for de-duplication.
+# Header on relayed events: the stream sequence of the original.
 SEQ_HEADER: Final = "Conveyor-Stream-Seq"
 MSG_ID_HEADER: Final = "Nats-Msg-Id"
 
 
+def partition_transform(partitions: int) -> tuple[str, str]:
+    """(source, destination) of the JOBS stream's subject transform."""
+    return (
+        JOBS_SUBJECTS,
+        f"jobs.{{{{wildcard(1)}}}}.{{{{wildcard(2)}}}}.{{{{partition({partitions},1)}}}}",
+    )
+
+
 def job_event(job_id: uuid.UUID | str, event_type: str) -> str:
+    """Where an event is published (and what core subscribers see)."""
     return f"jobs.{job_id}.{event_type}"
 
 
-def job_events(job_id: uuid.UUID | str) -> str:
-    """Wildcard for every event of one job."""
-    return f"jobs.{job_id}.*"
+def stored_job_event(job_id: uuid.UUID | str, event_type: str) -> str:
+    """Filter for one event type of one job as stored in JOBS (any partition)."""
+    return f"jobs.{job_id}.{event_type}.*"
+
+
+def stored_job_events(job_id: uuid.UUID | str) -> str:
+    """Filter for every stored event of one job."""
+    return f"jobs.{job_id}.*.*"
+
+
+def stored_partition(partition: int) -> str:
+    """Filter for every stored event of one partition."""
+    return f"jobs.*.*.{partition}"
+
+
+def published_subject(stored: str) -> str:
+    """`jobs.<id>.<type>` from a stored `jobs.<id>.<type>.<partition>`."""
+    return stored.rsplit(".", 1)[0] if stored.count(".") == 3 else stored
+
+
+def event_type_of(subject: str) -> str:
+    """The event type from a published or stored subject."""
+    return subject.split(".")[2]
 
 
 def notify_job(job_id: uuid.UUID | str, event_type: str) -> str:
@@ -41,15 +79,23 @@ def dead_letter(actor: str, job_id: uuid.UUID | str | None) -> str:
     return f"dlq.{actor}.{job_id or 'unknown'}"
 
 
-# Durable consumer of each actor on JOBS and the event types it takes.
+def partition_lease(actor: str, partition: int) -> str:
+    return f"{actor}.partition.{partition}"
+
+
+def member_lease(actor: str, member: str) -> str:
+    return f"{actor}.member.{member}"
+
+
+# Durable consumers on JOBS, each with the stored subjects it takes. Persistence
+# has none: it reads each partition with an ordered consumer from its watermark.
 UPLOAD_CONSUMER: Final = "upload"
 PROCESSING_CONSUMER: Final = "processing"
-PERSISTENCE_CONSUMER: Final = "persistence"
 NOTIFICATION_CONSUMER: Final = "notification"
+PERSISTENCE: Final = "persistence"
 
 CONSUMER_FILTERS: Final[dict[str, str]] = {
-    UPLOAD_CONSUMER: "jobs.*.uploaded",
-    PROCESSING_CONSUMER: "jobs.*.verified",
-    PERSISTENCE_CONSUMER: JOBS_SUBJECTS,
-    NOTIFICATION_CONSUMER: JOBS_SUBJECTS,
+    UPLOAD_CONSUMER: "jobs.*.uploaded.*",
+    PROCESSING_CONSUMER: "jobs.*.verified.*",
+    NOTIFICATION_CONSUMER: "jobs.*.*.*",
 }

@@ -12,8 +12,7 @@ import asyncpg
 import msgspec
 import pytest
 
-from actors.persistence import PersistenceActor
-from actors.runtime import Delivery
+from actors.persistence import PersistenceActor, Stored
 from ops.connections import postgres_pool
 from schemas.events import Envelope, Processed, Uploaded, Verified, Verifying, follow_up, new_event
 from schemas.results import FileResult
@@ -52,29 +51,35 @@ def chain(owner: str) -> list[Envelope]:
     return [uploaded, follow_up(uploaded, Verifying(), source="test"), verified, processed]
 
 
-def delivery(event: Envelope, seq: int) -> Delivery:
-    return Delivery(
-        subject=f"jobs.{event.job_id}.{event.type}",
-        stream_seq=seq,
-        num_delivered=1,
+PARTITION = 3
+
+
+def stored(event: Envelope, seq: int) -> Stored:
+    return Stored(
+        seq=seq,
+        subject=f"jobs.{event.job_id}.{event.type}.{PARTITION}",
         data=msgspec.json.encode(event),
     )
+
+
+async def no_dead_letters(message: Stored, reason: str) -> None:
+    raise AssertionError(f"unexpected dead letter: {reason}")
 
 
 async def test_apply_is_idempotent_and_keeps_the_watermark(
     pool: asyncpg.Pool[Any], owner: str
 ) -> None:
     stream = f"test-{uuid.uuid4().hex}"
-    actor = PersistenceActor(pool, stream=stream)
+    actor = PersistenceActor(pool, no_dead_letters, stream=stream)
     base = random.randrange(10**12, 10**15)
     events = chain(owner)
-    for offset, event in enumerate(events):
-        await actor.handle(event, delivery(event, base + offset))
-    # Redelivery of every message (a crash before the acks) and a duplicate
-    # publish of the last event under a new sequence: nothing changes twice.
-    for offset, event in enumerate(events):
-        await actor.handle(event, delivery(event, base + offset))
-    await actor.handle(events[-1], delivery(events[-1], base + 100))
+    batch = [stored(event, base + offset) for offset, event in enumerate(events)]
+    first = await actor.apply_batch(batch)
+    assert (first.applied, first.skipped) == (4, 0)
+    # The same batch again (a reader restarted from an older position) and a
+    # duplicate publish of the last event under a new sequence: nothing changes twice.
+    again = await actor.apply_batch([*batch, stored(events[-1], base + 100)])
+    assert (again.applied, again.skipped) == (0, 5)
 
     job_id = events[0].job_id
     rows = await pool.fetch(
@@ -94,35 +99,66 @@ async def test_apply_is_idempotent_and_keeps_the_watermark(
         "sha256": "ab" * 32,
         "mime": "a/b",
     }
-    mark = await pool.fetchval("SELECT seq FROM watermarks WHERE stream = $1", stream)
-    assert mark == base + 100
+    assert await actor.watermark(PARTITION) == base + 100
+    assert await actor.watermark(PARTITION + 1) == 0
 
 
 async def test_terminal_status_is_not_overwritten(pool: asyncpg.Pool[Any], owner: str) -> None:
-    actor = PersistenceActor(pool, stream=f"test-{uuid.uuid4().hex}")
+    actor = PersistenceActor(pool, no_dead_letters, stream=f"test-{uuid.uuid4().hex}")
     base = random.randrange(10**12, 10**15)
     uploaded, verifying, verified, processed = chain(owner)
-    for offset, event in enumerate((uploaded, verified, processed)):
-        await actor.handle(event, delivery(event, base + offset))
-    # A late `verifying` (another delivery order) must not move a finished job back.
-    await actor.handle(verifying, delivery(verifying, base + 10))
+    await actor.apply_batch(
+        [stored(e, base + i) for i, e in enumerate((uploaded, verified, processed))]
+    )
+    # A late `verifying` (a replay beside live work) must not move a finished job back.
+    await actor.apply_batch([stored(verifying, base + 10)])
     status = await pool.fetchval("SELECT status FROM jobs WHERE job_id = $1", uploaded.job_id)
     assert status == "succeeded"
 
 
+async def test_refused_event_is_dead_lettered_and_the_rest_applied(
+    pool: asyncpg.Pool[Any], owner: str
+) -> None:
+    refused: list[tuple[int, str]] = []
+
+    async def collect(message: Stored, reason: str) -> None:
+        refused.append((message.seq, reason))
+
+    stream = f"test-{uuid.uuid4().hex}"
+    actor = PersistenceActor(pool, collect, stream=stream)
+    base = random.randrange(10**12, 10**15)
+    uploaded, verifying, _, _ = chain(owner)
+    garbage = Stored(seq=base + 1, subject=f"jobs.x.verifying.{PARTITION}", data=b"{not json")
+    # An event Postgres can not store: a NUL character in text.
+    nul = new_event(
+        Uploaded(upload_id=uuid.uuid4(), filename="a\x00b", content_type="a/b", size=1, key="k"),
+        job_id=uuid.uuid4(),
+        owner=owner,
+        source="test",
+        correlation_id="req",
+    )
+    batch = [stored(uploaded, base), garbage, stored(nul, base + 2), stored(verifying, base + 3)]
+    counts = await actor.apply_batch(batch)
+    assert (counts.applied, counts.dead) == (2, 2)
+    assert [seq for seq, _ in refused] == [base + 1, base + 2]
+    status = await pool.fetchval("SELECT status FROM jobs WHERE job_id = $1", uploaded.job_id)
+    assert status == "verifying"
+    assert await actor.watermark(PARTITION) == base + 3
+
+
 async def test_failed_transaction_leaves_nothing(pool: asyncpg.Pool[Any], owner: str) -> None:
     stream = f"test-{uuid.uuid4().hex}"
-    actor = PersistenceActor(pool, stream=stream)
+    actor = PersistenceActor(pool, no_dead_letters, stream=stream)
     seq = random.randrange(10**12, 10**15)
     event = chain(owner)[0]
 
     async def crash_before_commit() -> None:
         async with pool.acquire() as conn, conn.transaction():
-            await actor.apply(conn, event, seq, msgspec.json.encode(event))
+            await actor.apply(conn, event, stored(event, seq))
             raise RuntimeError("crash before commit")
 
     with pytest.raises(RuntimeError):
         await crash_before_commit()
     assert await pool.fetchval("SELECT count(*) FROM job_events WHERE seq = $1", seq) == 0
     assert await pool.fetchval("SELECT count(*) FROM jobs WHERE job_id = $1", event.job_id) == 0
-    assert await pool.fetchval("SELECT seq FROM watermarks WHERE stream = $1", stream) is None
+    assert await actor.watermark(PARTITION) == 0

@@ -19,7 +19,6 @@ from nats.aio.client import Client as NATS
 from nats.js.api import AckPolicy, ConsumerConfig
 from nats.js.errors import NotFoundError
 
-from actors.errors import TransientError
 from actors.publisher import Publisher
 from actors.runtime import Delivery, Runtime
 from schemas import subjects
@@ -41,7 +40,7 @@ async def consumer_for(nc: NATS, job_id: uuid.UUID, max_deliver: int) -> str:
         ConsumerConfig(
             name=name,
             durable_name=name,
-            filter_subject=subjects.job_event(job_id, "verifying"),
+            filter_subject=subjects.stored_job_event(job_id, "verifying"),
             ack_policy=AckPolicy.EXPLICIT,
             max_deliver=max_deliver,
             ack_wait=10,
@@ -71,7 +70,6 @@ async def test_failing_message_is_dead_lettered_and_fails_the_job(
 
     class Failing:
         batch: ClassVar[int] = 1
-        in_order: ClassVar[bool] = False
         confirm_ack: ClassVar[bool] = False
         fails_job: ClassVar[bool] = True
 
@@ -107,57 +105,11 @@ async def test_failing_message_is_dead_lettered_and_fails_the_job(
     assert headers["Conveyor-Original-Subject"] == subjects.job_event(job_id, "verifying")
     assert "boom" in headers["Conveyor-Error"]
     assert msgspec.json.decode(dead.data or b"", type=Envelope).job_id == job_id
-    failed = await js.get_last_msg(subjects.JOBS_STREAM, subjects.job_event(job_id, "failed"))
+    failed = await js.get_last_msg(
+        subjects.JOBS_STREAM, subjects.stored_job_event(job_id, "failed")
+    )
     data = msgspec.json.decode(failed.data or b"", type=Envelope).data
     assert isinstance(data, Failed)
     assert "boom" in data.reason
     assert "gave up after 2 tries" in data.reason
     assert data.stage == name
-
-
-async def test_in_order_actor_retries_in_place_and_keeps_order(
-    nc: NATS, provisioned: Settings
-) -> None:
-    job_id = uuid.uuid4()
-    name = await consumer_for(nc, job_id, max_deliver=1)
-    seen: list[uuid.UUID] = []
-    failures = 2
-
-    class Flaky:
-        batch: ClassVar[int] = 8
-        in_order: ClassVar[bool] = True
-        confirm_ack: ClassVar[bool] = True
-        fails_job: ClassVar[bool] = False
-
-        async def handle(self, event: Envelope, delivery: Delivery) -> Sequence[Envelope]:
-            nonlocal failures
-            seen.append(event.id)
-            if failures:
-                failures -= 1
-                raise TransientError("database restarting", delay=0.05)
-            return []
-
-    Flaky.name = name  # type: ignore[attr-defined]
-    js = nc.jetstream()
-    publisher = Publisher(js)
-    first, second = event_for(job_id), event_for(job_id)
-    await publisher.publish(first)
-    await publisher.publish(second)
-    runtime = Runtime(Flaky(), js, publisher, provisioned)  # type: ignore[arg-type]
-    stop = asyncio.Event()
-    task = asyncio.create_task(runtime.run(stop))
-    try:
-        deadline = time.monotonic() + 20
-        while len(seen) < 4:
-            await poll_step(deadline)
-        info = await js.consumer_info(subjects.JOBS_STREAM, name)
-        while info.num_ack_pending or info.num_pending:
-            await poll_step(deadline)
-            info = await js.consumer_info(subjects.JOBS_STREAM, name)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
-        await js.delete_consumer(subjects.JOBS_STREAM, name)
-    # max_deliver=1, yet nothing was lost: the retries never went back to the server.
-    assert seen == [first.id, first.id, first.id, second.id]
-    assert runtime.handled == 2

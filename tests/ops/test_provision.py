@@ -31,15 +31,20 @@ async def test_streams_are_replayable_and_deduplicating(provisioned: Settings) -
         info = await js.stream_info(subjects.JOBS_STREAM)
         assert info.config.retention == RetentionPolicy.LIMITS
         assert info.config.subjects == [subjects.JOBS_SUBJECTS]
+        transform = info.config.subject_transform
+        assert transform is not None
+        assert (transform.src, transform.dest) == subjects.partition_transform(
+            provisioned.partitions
+        )
         assert info.config.duplicate_window == 120.0
         assert info.config.max_age == provisioned.stream_max_age_days * 24 * 3600
         for name, filter_subject in subjects.CONSUMER_FILTERS.items():
             consumer = await js.consumer_info(subjects.JOBS_STREAM, name)
             assert consumer.config.durable_name == name
             assert consumer.config.filter_subject == filter_subject
-            expected = -1 if name == subjects.PERSISTENCE_CONSUMER else provisioned.max_deliver
-            assert consumer.config.max_deliver == expected
+            assert consumer.config.max_deliver == provisioned.max_deliver
         assert (await js.stream_info(subjects.DEAD_LETTER_STREAM)).config.subjects == ["dlq.>"]
         await js.key_value(subjects.UPLOADS_BUCKET)
+        await js.key_value(subjects.LEASES_BUCKET)
     finally:
         await nc.close()

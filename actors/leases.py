@@ -1,0 +1,85 @@
+"""Partition leases in a JetStream KV bucket: which process applies which partition.
+
+Each member heartbeats `<actor>.member.<id>`, claims free partitions up to its
+fair share (partitions / live members, rounded up) with a create-if-absent, and
+renews what it holds with a compare-and-set on the revision. The bucket's TTL
+expires the keys of a member that died, so its partitions are taken over within
+one TTL. Leases only spread the work: correctness never depends on them, since
+applying an event twice changes nothing (see `actors.persistence`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import structlog
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from schemas import subjects
+
+log = structlog.get_logger("actors.leases")
+
+
+class Leases:
+    def __init__(self, kv: KeyValue, actor: str, member: str, partitions: int) -> None:
+        self._kv = kv
+        self._actor = actor
+        self._member = member.encode()
+        self._member_key = subjects.member_lease(actor, member)
+        self._partitions = partitions
+        self.owned: dict[int, int] = {}  # partition -> revision of our lease
+
+    async def refresh(self) -> set[int]:
+        """Heartbeat, renew, claim up to the fair share, give back the excess."""
+        await self._kv.put(self._member_key, b"alive")
+        fair = math.ceil(self._partitions / await self._members())
+        held: dict[int, int] = {}
+        for partition in range(self._partitions):
+            key = subjects.partition_lease(self._actor, partition)
+            try:
+                entry = await self._kv.get(key)
+            except KeyNotFoundError:
+                entry = None
+            if entry is not None and entry.value == self._member and entry.revision is not None:
+                # A wrong revision: it expired and another member took it; theirs now.
+                with contextlib.suppress(KeyWrongLastSequenceError):
+                    held[partition] = await self._kv.update(key, self._member, last=entry.revision)
+            elif entry is None and len(held) < fair:
+                # A wrong revision: claimed by another member a moment before us.
+                with contextlib.suppress(KeyWrongLastSequenceError):
+                    held[partition] = await self._kv.create(key, self._member)
+        # Above the fair share (a member joined): give the last ones back.
+        for partition in sorted(held)[fair:]:
+            await self._release(partition, held.pop(partition))
+        if set(held) != set(self.owned):
+            log.info("partitions", actor=self._actor, owned=sorted(held), fair_share=fair)
+        self.owned = held
+        return set(held)
+
+    async def release_all(self) -> None:
+        for partition, revision in list(self.owned.items()):
+            await self._release(partition, revision)
+        self.owned = {}
+        with contextlib.suppress(KeyNotFoundError):
+            await self._kv.delete(self._member_key)
+
+    async def _release(self, partition: int, revision: int) -> None:
+        with contextlib.suppress(KeyNotFoundError, KeyWrongLastSequenceError):
+            await self._kv.delete(subjects.partition_lease(self._actor, partition), last=revision)
+
+    async def _members(self) -> int:
+        # KeyValue.keys() filters by substring, not by wildcard: watch the pattern.
+        watcher = await self._kv.watch(
+            subjects.member_lease(self._actor, "*"), ignore_deletes=True, meta_only=True
+        )
+        count = 0
+        try:
+            async for entry in watcher:
+                if entry is None:  # the end of what is stored now
+                    break
+                count += 1
+        finally:
+            await watcher.stop()  # type: ignore[no-untyped-call]
+        return max(count, 1)

@@ -1,0 +1,190 @@
+"""The ordered runtime: applies JOBS partition by partition, each strictly in order.
+
+Used by persistence, whose position lives in Postgres (the watermark) rather than
+in consumer acks. For each partition it holds a lease on, it reads the stream
+from the watermark with an ephemeral, ack-less consumer filtered to that
+partition, checks the consumer sequence has no gap, and hands batches to the
+actor, which commits them with the new watermark. Any doubt (a gap, a consumer
+lost in a server restart, a stall) is answered the same way: drop the consumer
+and start again from the watermark. Several processes share the partitions
+through `actors.leases`; parallelism comes from spreading jobs, never from
+reordering one job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+
+import structlog
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from actors.errors import TransientError
+from actors.leases import Leases
+from actors.persistence import PersistenceActor, Stored
+from schemas import subjects
+from schemas.settings import Settings
+
+log = structlog.get_logger("actors.ordered")
+
+# Leases are renewed this often; the bucket's TTL (see ops.provision) is 3x longer.
+LEASE_REFRESH_SECONDS = 2.0
+# After this long without a message, ask the server whether the consumer still
+# exists and has nothing pending; if not, re-create it (nats.py can stall after a
+# server restart without raising).
+WATCHDOG_SECONDS = 5.0
+
+
+class OrderedRuntime:
+    def __init__(
+        self,
+        actor: PersistenceActor,
+        js: JetStreamContext,
+        settings: Settings,
+        *,
+        member: str | None = None,
+        batch: int = 256,
+    ) -> None:
+        self.actor = actor
+        self._js = js
+        self._settings = settings
+        self._member = member or uuid.uuid4().hex[:12]
+        self._batch = batch
+        self.applied = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        kv = await self._js.key_value(subjects.LEASES_BUCKET)
+        leases = Leases(kv, self.actor.name, self._member, self._settings.partitions)
+        workers: dict[int, tuple[asyncio.Task[None], asyncio.Event]] = {}
+        log.info("actor started", actor=self.actor.name, member=self._member)
+        try:
+            while not stop.is_set():
+                try:
+                    owned = await leases.refresh()
+                except Exception as exc:
+                    # NATS away: keep what we have; if the leases lapse meanwhile,
+                    # a second reader of a partition is harmless (idempotent apply).
+                    log.warning("lease refresh failed", error=repr(exc))
+                    owned = set(workers)
+                for partition in owned - set(workers):
+                    halt = asyncio.Event()
+                    task = asyncio.create_task(self._work(partition, halt))
+                    workers[partition] = (task, halt)
+                for partition in set(workers) - owned:
+                    await self._halt(workers.pop(partition))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), LEASE_REFRESH_SECONDS)
+        finally:
+            # Each worker finishes the batch it is applying, then stops.
+            await asyncio.gather(*(self._halt(w) for w in workers.values()))
+            with contextlib.suppress(Exception):
+                await leases.release_all()
+            log.info("actor stopped", actor=self.actor.name, applied=self.applied)
+
+    @staticmethod
+    async def _halt(worker: tuple[asyncio.Task[None], asyncio.Event]) -> None:
+        task, halt = worker
+        halt.set()
+        with contextlib.suppress(Exception):
+            await task
+
+    async def _work(self, partition: int, halt: asyncio.Event) -> None:
+        while not halt.is_set():
+            try:
+                start = await self.actor.watermark(partition)
+                await self._consume(partition, start, halt)
+            except Exception as exc:
+                log.warning("partition reader restarting", partition=partition, error=repr(exc))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(halt.wait(), 1.0)
+
+    async def _consume(self, partition: int, after: int, halt: asyncio.Event) -> None:
+        """Read the partition from `after + 1` until halted or in doubt."""
+        config = ConsumerConfig(
+            filter_subject=subjects.stored_partition(partition),
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE if after else DeliverPolicy.ALL,
+            opt_start_seq=after + 1 if after else None,
+            ack_policy=AckPolicy.NONE,
+            # Ephemeral: the server removes it soon after we stop asking.
+            inactive_threshold=30.0,
+            mem_storage=True,
+            num_replicas=1,
+        )
+        sub = await self._js.pull_subscribe(
+            subjects.stored_partition(partition), stream=subjects.JOBS_STREAM, config=config
+        )
+        expected = 1  # the consumer sequence of the next message: a gap means a loss
+        idle_since = time.monotonic()
+        try:
+            while not halt.is_set():
+                try:
+                    msgs = await sub.fetch(self._batch, timeout=1.0)
+                except TimeoutError:
+                    if time.monotonic() - idle_since > WATCHDOG_SECONDS:
+                        info = await sub.consumer_info()  # NotFoundError: it is gone
+                        if info.num_pending:
+                            log.warning("stalled partition reader", partition=partition)
+                            return
+                        idle_since = time.monotonic()
+                    continue
+                idle_since = time.monotonic()
+                batch: list[Stored] = []
+                gap = False
+                for msg in msgs:
+                    meta = msg.metadata
+                    if meta.sequence.consumer != expected:
+                        gap = True
+                        break
+                    expected += 1
+                    batch.append(
+                        Stored(
+                            seq=meta.sequence.stream,
+                            subject=msg.subject,
+                            data=msg.data,
+                            headers=msg.headers,
+                        )
+                    )
+                if not await self._apply(batch, partition, halt):
+                    return
+                if gap:
+                    log.warning("gap in partition reader; restarting", partition=partition)
+                    return
+        except NotFoundError:
+            log.warning("partition consumer vanished; restarting", partition=partition)
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def _apply(self, batch: list[Stored], partition: int, halt: asyncio.Event) -> bool:
+        """Apply, retrying in place while Postgres is away; False if halted meanwhile."""
+        attempt = 0
+        started = time.perf_counter()
+        while True:
+            try:
+                counts = await self.actor.apply_batch(batch)
+                break
+            except TransientError as exc:
+                attempt += 1
+                log.warning("retrying batch", partition=partition, reason=exc.reason)
+                if halt.is_set():
+                    return False  # nothing committed; the watermark says where to resume
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(halt.wait(), min(0.2 * 2**attempt, 5.0))
+        self.applied += counts.applied
+        if batch:
+            log.info(
+                "handled",
+                actor=self.actor.name,
+                partition=partition,
+                first_seq=batch[0].seq,
+                last_seq=batch[-1].seq,
+                applied=counts.applied,
+                skipped=counts.skipped,
+                dead=counts.dead,
+                ms=round((time.perf_counter() - started) * 1000, 2),
+            )
+        return True
