@@ -30,9 +30,17 @@ class Leases:
         self._member_key = subjects.member_lease(actor, member)
         self._partitions = partitions
         self.owned: dict[int, int] = {}  # partition -> revision of our lease
+        self.surplus: dict[int, int] = {}  # no longer ours to work on, not yet released
 
     async def refresh(self) -> set[int]:
-        """Heartbeat, renew, claim up to the fair share, give back the excess."""
+        """Heartbeat, renew, claim up to the fair share, give back the excess.
+
+        While the actor is paused (`conveyor replay` holds every partition), hold none.
+        """
+        if await self._paused():
+            self.surplus.update(self.owned)
+            self.owned = {}
+            return set()
         await self._kv.put(self._member_key, b"alive")
         fair = math.ceil(self._partitions / await self._members())
         held: dict[int, int] = {}
@@ -50,18 +58,57 @@ class Leases:
                 # A wrong revision: claimed by another member a moment before us.
                 with contextlib.suppress(KeyWrongLastSequenceError):
                     held[partition] = await self._kv.create(key, self._member)
-        # Above the fair share (a member joined): give the last ones back.
+        # Above the fair share (a member joined): give the last ones back, once the
+        # caller has stopped working on them (`release_surplus`).
         for partition in sorted(held)[fair:]:
-            await self._release(partition, held.pop(partition))
+            self.surplus[partition] = held.pop(partition)
         if set(held) != set(self.owned):
             log.info("partitions", actor=self._actor, owned=sorted(held), fair_share=fair)
         self.owned = held
         return set(held)
 
-    async def release_all(self) -> None:
-        for partition, revision in list(self.owned.items()):
+    async def pause(self) -> None:
+        """Ask every member to stand down; lapses with the bucket TTL unless renewed."""
+        await self._kv.put(subjects.pause_lease(self._actor), self._member)
+
+    async def resume(self) -> None:
+        with contextlib.suppress(KeyNotFoundError):
+            await self._kv.delete(subjects.pause_lease(self._actor))
+
+    async def claim_all(self) -> set[int]:
+        """Take every partition that is free (after `pause`, all become free)."""
+        for partition in range(self._partitions):
+            key = subjects.partition_lease(self._actor, partition)
+            try:
+                entry = await self._kv.get(key)
+            except KeyNotFoundError:
+                entry = None
+            if entry is not None and entry.value == self._member and entry.revision:
+                with contextlib.suppress(KeyWrongLastSequenceError):
+                    self.owned[partition] = await self._kv.update(
+                        key, self._member, last=entry.revision
+                    )
+            elif entry is None:
+                with contextlib.suppress(KeyWrongLastSequenceError):
+                    self.owned[partition] = await self._kv.create(key, self._member)
+        return set(self.owned)
+
+    async def _paused(self) -> bool:
+        try:
+            entry = await self._kv.get(subjects.pause_lease(self._actor))
+        except KeyNotFoundError:
+            return False
+        return entry.value != self._member
+
+    async def release_surplus(self) -> None:
+        for partition, revision in list(self.surplus.items()):
             await self._release(partition, revision)
+        self.surplus = {}
+
+    async def release_all(self) -> None:
+        self.surplus.update(self.owned)
         self.owned = {}
+        await self.release_surplus()
         with contextlib.suppress(KeyNotFoundError):
             await self._kv.delete(self._member_key)
 

@@ -76,6 +76,9 @@ class OrderedRuntime:
                     workers[partition] = (task, halt)
                 for partition in set(workers) - owned:
                     await self._halt(workers.pop(partition))
+                # Only now, with no batch of theirs in flight, may others take them.
+                with contextlib.suppress(Exception):
+                    await leases.release_surplus()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), LEASE_REFRESH_SECONDS)
         finally:

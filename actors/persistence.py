@@ -28,11 +28,12 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("actors.persistence")
 
-_TERMINAL = "('succeeded', 'failed', 'rejected')"
 _UPDATE = (
     "UPDATE jobs SET {sets}, updated_at = $2, last_seq = $3 "
-    # A late event (replay alongside live work) never moves a job back.
-    f"WHERE job_id = $1 AND status NOT IN {_TERMINAL} AND last_seq < $3"
+    # Only a later event changes a job: an older one arriving late (a replay beside
+    # live work) never moves it back. A later one may move a finished job on: that
+    # is a dead letter retried after its cause was fixed.
+    "WHERE job_id = $1 AND last_seq < $3"
 )
 # What Postgres refuses for the data itself: retrying can never help.
 _REFUSED = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, msgspec.DecodeError)

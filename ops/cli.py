@@ -8,20 +8,30 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
+import msgspec
 import structlog
+from nats.js import JetStreamContext
 
+from actors.persistence import PersistenceActor
 from gateway.auth import issue_token
+from ops import dlq
+from ops.connections import nats_connection, postgres_pool
 from ops.errors import OpsError
 from ops.logs import configure_logging
-from ops.processes import ACTORS, provision, run_actor, run_gateway
+from ops.processes import ACTORS, provision, refused, run_actor, run_gateway
+from ops.replay import ReplayReport, progress_printer, replay
 from ops.secrets import with_dev_secrets
 from ops.stack import EmbeddedStack, read_stack_env
+from ops.status import collect, render
 from schemas.errors import SettingsError
 from schemas.settings import Settings
 
 log = structlog.get_logger("ops")
+T = TypeVar("T")
 
 
 def load_settings(env: Mapping[str, str]) -> Settings:
@@ -116,6 +126,79 @@ def cmd_provision(settings: Settings, args: argparse.Namespace) -> None:
     _echo("provisioned")
 
 
+async def _ops_clients(
+    settings: Settings, work: Callable[[JetStreamContext, Any], Awaitable[T]]
+) -> T:
+    async with (
+        nats_connection(settings, name="conveyor-ops") as nc,
+        postgres_pool(settings, size=2) as pool,
+    ):
+        return await work(nc.jetstream(), pool)
+
+
+def cmd_replay(settings: Settings, args: argparse.Namespace) -> None:
+    since = datetime.fromisoformat(args.since) if args.since else None
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    update, done = progress_printer()
+
+    async def work(js: JetStreamContext, pool: Any) -> ReplayReport:
+        actor = PersistenceActor(pool, refused(js))
+        return await replay(
+            js,
+            pool,
+            actor,
+            settings,
+            from_seq=args.from_seq,
+            since=since,
+            rebuild=args.rebuild,
+            progress=update,
+        )
+
+    try:
+        report = asyncio.run(_ops_clients(settings, work))
+    finally:
+        done()
+    rate = report.read / report.seconds if report.seconds else 0.0
+    _echo(
+        f"replayed {report.read} events (seq {report.first_seq}..{report.last_seq}):"
+        f" {report.applied} applied, {report.skipped} already there, {report.dead} dead-lettered"
+        f" in {report.seconds:.2f}s ({rate:,.0f} events/s)"
+    )
+
+
+def cmd_status(settings: Settings, args: argparse.Namespace) -> None:
+    status = asyncio.run(_ops_clients(settings, lambda js, pool: collect(js, pool, settings)))
+    _echo(msgspec.json.encode(status).decode() if args.json else render(status))
+
+
+def cmd_dlq(settings: Settings, args: argparse.Namespace) -> None:
+    async def work(js: JetStreamContext, _pool: Any) -> None:
+        match args.dlq_command:
+            case "list":
+                views = [dlq.view(m) async for m in dlq.letters(js, limit=args.limit)]
+                if args.json:
+                    _echo(msgspec.json.encode(views).decode())
+                for v in [] if args.json else views:
+                    _echo(
+                        f"{v.seq:>6}  {v.actor:<12} {v.original_subject}  "
+                        f"tries={v.delivered}  {v.error[:100]}"
+                    )
+            case "show":
+                msg = await dlq.get(js, args.seq)
+                _echo(msgspec.json.encode(dlq.view(msg)).decode())
+                _echo((msg.data or b"").decode(errors="replace"))
+            case "retry":
+                seqs = args.seq or [m.seq async for m in dlq.letters(js) if m.seq]
+                for seq in seqs:
+                    new = await dlq.retry(js, seq)
+                    _echo(f"dead letter {seq} republished as JOBS sequence {new}")
+            case "purge":
+                _echo(f"purged {await dlq.purge(js, args.seq)} dead letter(s)")
+
+    asyncio.run(_ops_clients(settings, work))
+
+
 def cmd_token(settings: Settings, args: argparse.Namespace) -> None:
     _echo(issue_token(settings, args.subject, ttl_seconds=args.ttl_hours * 3600))
 
@@ -163,6 +246,34 @@ def parser() -> argparse.ArgumentParser:
 
     prov = sub.add_parser("provision", help="streams, consumers, buckets, migrations")
     prov.set_defaults(func=cmd_provision, needs_servers=True)
+
+    rep = sub.add_parser("replay", help="re-apply the JOBS stream to Postgres, in order")
+    where = rep.add_mutually_exclusive_group()
+    where.add_argument("--from-seq", type=int, help="start at this stream sequence")
+    where.add_argument("--since", help="start at this time (ISO 8601; UTC if no zone)")
+    where.add_argument(
+        "--rebuild", action="store_true", help="empty the projections, replay from sequence 1"
+    )
+    rep.set_defaults(func=cmd_replay, needs_servers=True)
+
+    st = sub.add_parser("status", help="streams, consumers, persistence lag, dead letters")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_status, needs_servers=True)
+
+    dl = sub.add_parser("dlq", help="dead letters")
+    dl_sub = dl.add_subparsers(dest="dlq_command", required=True)
+    dl_list = dl_sub.add_parser("list")
+    dl_list.add_argument("--limit", type=int, default=100)
+    dl_list.add_argument("--json", action="store_true")
+    dl_show = dl_sub.add_parser("show")
+    dl_show.add_argument("seq", type=int)
+    dl_retry = dl_sub.add_parser(
+        "retry", help="republish to the original subject (all if none given)"
+    )
+    dl_retry.add_argument("seq", type=int, nargs="*")
+    dl_purge = dl_sub.add_parser("purge", help="delete one dead letter, or all")
+    dl_purge.add_argument("seq", type=int, nargs="?")
+    dl.set_defaults(func=cmd_dlq, needs_servers=True)
 
     token = sub.add_parser("token", help="print a bearer token for SUBJECT")
     token.add_argument("subject")

@@ -87,6 +87,10 @@ def member_lease(actor: str, member: str) -> str:
     return f"{actor}.member.{member}"
 
 
+def pause_lease(actor: str) -> str:
+    return f"{actor}.paused"
+
+
 # Durable consumers on JOBS, each with the stored subjects it takes. Persistence
 # has none: it reads each partition with an ordered consumer from its watermark.
 UPLOAD_CONSUMER: Final = "upload"

@@ -1,0 +1,216 @@
+"""`conveyor replay`: re-apply the JOBS stream to Postgres, in stream order.
+
+While it runs, live persistence processes stand down (their leases are paused),
+so the two never interleave on a projection being rebuilt. Events are applied by
+the persistence actor's own code, so a replay can not diverge from live work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+import structlog
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from actors.leases import Leases
+from actors.persistence import PersistenceActor, Stored
+from ops.errors import OpsError
+from schemas import subjects
+from schemas.settings import Settings
+
+log = structlog.get_logger("ops.replay")
+
+BATCH = 1000
+
+
+class ReplayReport(msgspec.Struct, frozen=True, kw_only=True):
+    read: int
+    applied: int
+    skipped: int
+    dead: int
+    seconds: float
+    first_seq: int
+    last_seq: int
+
+
+async def rebuild_tables(pool: asyncpg.Pool[Any]) -> None:
+    """Empty every projection of JOBS (not the migrations table)."""
+    await pool.execute("TRUNCATE jobs, job_events, watermarks")
+
+
+async def replay(
+    js: JetStreamContext,
+    pool: asyncpg.Pool[Any],
+    actor: PersistenceActor,
+    settings: Settings,
+    *,
+    from_seq: int | None = None,
+    since: datetime | None = None,
+    rebuild: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> ReplayReport:
+    kv = await js.key_value(subjects.LEASES_BUCKET)
+    leases = Leases(kv, actor.name, "replay", settings.partitions)
+    await leases.pause()
+    keeper = asyncio.create_task(_hold(leases, settings.partitions))
+    try:
+        await _wait_for_all(leases, settings.partitions, keeper)
+        if rebuild:
+            await rebuild_tables(pool)
+            from_seq, since = 1, None
+        return await _apply(js, actor, from_seq=from_seq, since=since, progress=progress)
+    finally:
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeper
+        await leases.release_all()
+        await leases.resume()
+
+
+async def _hold(leases: Leases, partitions: int) -> None:
+    """Renew the pause and our leases well inside the bucket TTL."""
+    while True:
+        await leases.pause()
+        await leases.claim_all()
+        await asyncio.sleep(1.0)
+
+
+async def _wait_for_all(leases: Leases, partitions: int, keeper: asyncio.Task[None]) -> None:
+    deadline = time.monotonic() + 30
+    while len(leases.owned) < partitions:
+        if keeper.done():
+            keeper.result()
+        if time.monotonic() > deadline:
+            raise OpsError("live persistence did not hand over its partitions within 30 s")
+        await asyncio.sleep(0.1)
+
+
+async def _apply(
+    js: JetStreamContext,
+    actor: PersistenceActor,
+    *,
+    from_seq: int | None,
+    since: datetime | None,
+    progress: Callable[[int, int], None] | None,
+) -> ReplayReport:
+    info = await js.stream_info(subjects.JOBS_STREAM)
+    last = info.state.last_seq
+    start = max(from_seq or info.state.first_seq, info.state.first_seq)
+    config = ConsumerConfig(
+        deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+        opt_start_seq=start,
+        ack_policy=AckPolicy.NONE,
+        filter_subject="jobs.*.*.*",
+        inactive_threshold=30.0,
+        mem_storage=True,
+    )
+    if since is not None:
+        config.deliver_policy = DeliverPolicy.BY_START_TIME
+        config.opt_start_seq = None
+        config.opt_start_time = since
+    sub = await js.pull_subscribe("jobs.*.*.*", stream=subjects.JOBS_STREAM, config=config)
+    read = applied = skipped = dead = 0
+    first_seen = 0
+    started = time.perf_counter()
+    expected = 1
+    try:
+        pending = (await sub.consumer_info()).num_pending or 0
+        total = pending
+        while pending:
+            try:
+                msgs = await sub.fetch(min(BATCH, pending), timeout=5.0)
+            except TimeoutError:
+                continue
+            batch = []
+            for msg in msgs:
+                meta = msg.metadata
+                if meta.sequence.consumer != expected:
+                    raise OpsError(
+                        f"gap while replaying near stream sequence {meta.sequence.stream}"
+                    )
+                expected += 1
+                batch.append(
+                    Stored(
+                        seq=meta.sequence.stream,
+                        subject=msg.subject,
+                        data=msg.data,
+                        headers=msg.headers,
+                    )
+                )
+                pending = meta.num_pending
+            if batch:
+                first_seen = first_seen or batch[0].seq
+                last = batch[-1].seq
+            counts = await actor.apply_batch(batch)
+            read += len(batch)
+            applied += counts.applied
+            skipped += counts.skipped
+            dead += counts.dead
+            if progress is not None:
+                progress(read, total)
+    finally:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+    return ReplayReport(
+        read=read,
+        applied=applied,
+        skipped=skipped,
+        dead=dead,
+        seconds=round(time.perf_counter() - started, 3),
+        first_seq=first_seen,
+        last_seq=last if read else 0,
+    )
+
+
+def progress_printer() -> tuple[Callable[[int, int], None], Callable[[], None]]:
+    """A rich progress bar on a terminal; plain lines every 2 s otherwise."""
+    if sys.stderr.isatty():
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        bar = Progress(
+            TextColumn("replay"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeRemainingColumn(),
+            transient=True,
+        )
+        task = bar.add_task("replay", total=None, rate="")
+        bar.start()
+        begun = time.perf_counter()
+
+        def tty(done: int, total: int) -> None:
+            rate = done / max(time.perf_counter() - begun, 1e-9)
+            bar.update(task, completed=done, total=total, rate=f"{rate:,.0f} events/s")
+
+        return tty, bar.stop
+
+    begun = time.perf_counter()
+    last_line = 0.0
+
+    def plain(done: int, total: int) -> None:
+        nonlocal last_line
+        now = time.perf_counter()
+        if now - last_line < 2.0 and done < total:
+            return
+        last_line = now
+        rate = done / max(now - begun, 1e-9)
+        eta = (total - done) / rate if rate else 0.0
+        print(f"replay {done}/{total} events, {rate:,.0f}/s, eta {eta:,.0f}s", flush=True)
+
+    return plain, lambda: None

@@ -1,0 +1,111 @@
+"""`conveyor status` and `conveyor dlq` against the running service."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import msgspec
+import nats
+import pytest
+from conftest import Api, Service
+from nats.aio.client import Client as NATS
+
+from actors.deadletters import dead_letter
+from ops import dlq
+from ops.connections import postgres_pool
+from ops.status import collect, render
+from schemas.events import Uploaded, new_event
+
+
+@pytest.fixture
+async def nc(service: Service) -> AsyncIterator[NATS]:
+    client = await nats.connect(service.settings.nats_url)
+    yield client
+    await client.close()
+
+
+async def test_status_reports_streams_consumers_and_lag(
+    api: Api, service: Service, nc: NATS
+) -> None:
+    ticket, _ = await api.submit(b"s\n1\n")
+    await api.wait_terminal(ticket["job_id"])
+    async with postgres_pool(service.settings, size=1) as pool:
+        deadline = time.monotonic() + 20
+        while True:
+            status = await collect(nc.jetstream(), pool, service.settings)
+            if all(p.lag == 0 for p in status.persistence):
+                break
+            assert time.monotonic() < deadline, status
+            await asyncio.sleep(0.1)
+    jobs = status.streams[0]
+    assert jobs.name == "JOBS"
+    assert jobs.messages >= 4
+    assert [c.name for c in status.consumers] == ["upload", "processing", "notification"]
+    assert len(status.persistence) == service.settings.partitions
+    assert max(p.watermark for p in status.persistence) <= jobs.last_seq
+    assert all(p.owner for p in status.persistence)
+    text = render(status)
+    assert "persistence partition" in text
+    assert msgspec.json.decode(msgspec.json.encode(status))["streams"][0]["name"] == "JOBS"
+
+
+async def test_dead_letter_list_show_retry_purge(api: Api, owner: str, nc: NATS) -> None:
+    js = nc.jetstream()
+    job_id = uuid.uuid4()
+    event = new_event(
+        Uploaded(
+            upload_id=uuid.uuid4(),
+            filename="d.csv",
+            content_type="text/csv",
+            size=3,
+            key="uploads/none/missing",
+        ),
+        job_id=job_id,
+        owner=owner,
+        source="test",
+        correlation_id="dlq-test",
+    )
+    await dead_letter(
+        js,
+        actor="upload",
+        stored_subject=f"jobs.{job_id}.uploaded.0",
+        stream_seq=10**9 + 7,
+        delivered=5,
+        data=msgspec.json.encode(event),
+        headers={"Nats-Msg-Id": str(event.id)},
+        reason="S3 unreachable (test)",
+        job_id=job_id,
+    )
+    mine = [v for v in [dlq.view(m) async for m in dlq.letters(js)] if str(job_id) in v.subject]
+    assert len(mine) == 1
+    letter = mine[0]
+    assert letter.original_subject == f"jobs.{job_id}.uploaded"
+    assert (letter.actor, letter.delivered, letter.error) == ("upload", 5, "S3 unreachable (test)")
+    assert dlq.view(await dlq.get(js, letter.seq)) == letter
+
+    # Retried: the upload actor takes it again; its object never existed, so: rejected.
+    await dlq.retry(js, letter.seq)
+    job = await api.wait_terminal(str(job_id))
+    assert job["status"] == "rejected"
+    with pytest.raises(Exception, match="no dead letter"):
+        await dlq.get(js, letter.seq)
+
+    await dead_letter(
+        js,
+        actor="upload",
+        stored_subject=f"jobs.{job_id}.uploaded.0",
+        stream_seq=10**9 + 8,
+        delivered=1,
+        data=b"{}",
+        headers=None,
+        reason="x",
+        job_id=job_id,
+    )
+    again = [v for v in [dlq.view(m) async for m in dlq.letters(js)] if str(job_id) in v.subject]
+    assert await dlq.purge(js, again[0].seq) == 1
+    assert [
+        v for v in [dlq.view(m) async for m in dlq.letters(js)] if str(job_id) in v.subject
+    ] == []
