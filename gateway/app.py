@@ -17,6 +17,7 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from gateway.auth import JWTAuthMiddleware
 from gateway.events import job_events
 from gateway.health import health, ready
+from gateway.idempotency import IdempotencyMiddleware
 from gateway.jobs import get_job, get_result, list_jobs
 from gateway.problems import on_exception, on_http_exception
 from gateway.requests import RequestIdMiddleware
@@ -45,6 +46,7 @@ def create_app(services: Services) -> Litestar:
         middleware=[
             RequestIdMiddleware(),
             DefineMiddleware(JWTAuthMiddleware, settings=services.settings, exclude=["^/schema"]),
+            IdempotencyMiddleware(services.idempotency),
         ],
         exception_handlers={HTTPException: on_http_exception, Exception: on_exception},
         openapi_config=OpenAPIConfig(

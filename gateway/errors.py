@@ -4,6 +4,7 @@ HTTPException (litestar)
 └── ProblemError              carries `status`, `title`, `detail`, extra headers
     ├── NotFound              404: no such resource for this owner (also another owner's)
     ├── PayloadTooLarge       413: declared size above CONVEYOR_MAX_UPLOAD_BYTES
+    ├── Conflict              409: an Idempotency-Key reused for another request
     ├── Unprocessable         422: well-formed JSON that does not fit
     └── Unavailable           503: a server the write path needs is down; has Retry-After
 """
@@ -28,6 +29,11 @@ class NotFound(ProblemError):
 class PayloadTooLarge(ProblemError):
     status_code = 413
     title = "Payload Too Large"
+
+
+class Conflict(ProblemError):
+    status_code = 409
+    title = "Conflict"
 
 
 class Unprocessable(ProblemError):

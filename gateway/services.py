@@ -33,6 +33,7 @@ class Services:
     nc: NATS
     js: JetStreamContext
     uploads: KeyValue
+    idempotency: KeyValue
     publisher: Publisher
     pool: PgPool
     redis: Redis

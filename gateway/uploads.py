@@ -14,7 +14,7 @@ import msgspec
 from litestar import Request, post
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
-from gateway.errors import NotFound, PayloadTooLarge
+from gateway.errors import NotFound, PayloadTooLarge, Unavailable
 from gateway.jobs import current_status
 from gateway.services import Services
 from schemas.api import CompleteAccepted, UploadRecord, UploadRequest, UploadTicket
@@ -25,6 +25,12 @@ from schemas.keys import upload_key
 # (or a retried publish) is dropped by the stream's duplicate window.
 _UPLOADED_NAMESPACE = uuid.UUID("0d7bbf0b-64d4-4e3c-8d0e-5a1f6f2b7c31")
 _record_decoder = msgspec.json.Decoder(UploadRecord)
+
+
+def require_event_store(services: Services) -> None:
+    """A write is answered only once stored; without NATS, say so at once."""
+    if not services.nc.is_connected:
+        raise Unavailable("the event store is unreachable; retry shortly")
 
 
 def _parse_id(raw: str) -> uuid.UUID:
@@ -38,6 +44,7 @@ def _parse_id(raw: str) -> uuid.UUID:
 async def create_upload(
     data: UploadRequest, request: Request[str, Any, Any], services: Services
 ) -> UploadTicket:
+    require_event_store(services)
     settings = services.settings
     if data.size > settings.max_upload_bytes:
         raise PayloadTooLarge(
@@ -88,6 +95,7 @@ async def create_upload(
 async def complete_upload(
     upload_id: str, request: Request[str, Any, Any], services: Services
 ) -> CompleteAccepted:
+    require_event_store(services)
     uid = _parse_id(upload_id)
     try:
         entry = await services.uploads.get(str(uid))

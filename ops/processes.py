@@ -65,6 +65,7 @@ async def run_gateway(settings: Settings, stop: asyncio.Event) -> None:
             nc=nc,
             js=js,
             uploads=await js.key_value(subjects.UPLOADS_BUCKET),
+            idempotency=await js.key_value(subjects.IDEMPOTENCY_BUCKET),
             publisher=Publisher(js),
             pool=await stack.enter_async_context(postgres_pool(settings)),
             redis=await stack.enter_async_context(redis_client(settings)),

@@ -105,6 +105,18 @@ def leases_bucket(settings: Settings) -> KeyValueConfig:
     )
 
 
+def idempotency_bucket(settings: Settings) -> KeyValueConfig:
+    return KeyValueConfig(
+        bucket=subjects.IDEMPOTENCY_BUCKET,
+        description="First answers to POSTs with an Idempotency-Key.",
+        history=1,
+        # A client retrying within a day gets the first answer again.
+        ttl=DAY,
+        storage=StorageType.FILE,
+        replicas=settings.stream_replicas,
+    )
+
+
 def uploads_bucket(settings: Settings) -> KeyValueConfig:
     return KeyValueConfig(
         bucket=subjects.UPLOADS_BUCKET,
@@ -140,7 +152,8 @@ async def _provision_nats(js: JetStreamContext, settings: Settings) -> None:
             await js.update_stream(config)
     for name in subjects.CONSUMER_FILTERS:
         await js.add_consumer(subjects.JOBS_STREAM, consumer(name, settings))
-    for bucket in (uploads_bucket(settings), leases_bucket(settings)):
+    buckets = (uploads_bucket(settings), leases_bucket(settings), idempotency_bucket(settings))
+    for bucket in buckets:
         try:
             await js.key_value(bucket.bucket)
         except BucketNotFoundError:

@@ -17,6 +17,8 @@ JOBS_SUBJECTS: Final = "jobs.*.*"
 DEAD_LETTER_STREAM: Final = "DEADLETTER"
 DEAD_LETTER_SUBJECTS: Final = "dlq.>"
 UPLOADS_BUCKET: Final = "uploads"
+# Answers to POSTs that carried an Idempotency-Key.
+IDEMPOTENCY_BUCKET: Final = "idempotency"
 # Leases on persistence partitions and the members sharing them.
 LEASES_BUCKET: Final = "leases"
 

@@ -151,3 +151,26 @@ async def test_request_id_is_echoed(api: Api) -> None:
     r = await api.get("/v1/jobs", headers={**api.headers, "X-Request-ID": "bad id; drop table"})
     assert r.headers["x-request-id"] != "bad id; drop table"
     assert len(r.headers["x-request-id"]) == 32
+
+
+async def test_idempotency_key_gives_the_first_answer_again(api: Api) -> None:
+    body = {"filename": "same.csv", "content_type": "text/csv", "size": 10}
+    key = {"Idempotency-Key": f"key-{uuid.uuid4()}"}
+    first = await api.post("/v1/uploads", json=body, headers=key)
+    again = await api.post("/v1/uploads", json=body, headers=key)
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    # The same key with another body is a conflict, and changes nothing.
+    other = await api.post("/v1/uploads", json={**body, "size": 11}, headers=key)
+    assert_problem(other, 409)
+    # Keys are the owner's own: another route or a new key makes a new upload.
+    fresh = await api.post("/v1/uploads", json=body, headers={"Idempotency-Key": "another"})
+    assert fresh.json()["upload_id"] != first.json()["upload_id"]
+
+
+async def test_idempotency_key_is_not_kept_for_errors(api: Api) -> None:
+    key = {"Idempotency-Key": f"key-{uuid.uuid4()}"}
+    bad = {"filename": "x.csv", "content_type": "text/csv", "size": -1}
+    assert_problem(await api.post("/v1/uploads", json=bad, headers=key), 422)
+    assert_problem(await api.post("/v1/uploads", json=bad, headers=key), 422)

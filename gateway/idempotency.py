@@ -1,0 +1,141 @@
+"""`Idempotency-Key` on POST routes: the same key and body from the same owner gets
+the first answer again; the same key with another body is 409.
+
+Answers are kept in a JetStream KV bucket (durable, shared by every gateway
+process, expiring after a day), never only in Redis: losing one could make a
+second job. A key is reserved before the request runs, so two concurrent
+requests with one key can not both run: the second gets 409 until the first is done.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from typing import Any
+
+import msgspec
+from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from gateway.errors import Conflict, Unprocessable
+
+HEADER = b"idempotency-key"
+REPLAYED = b"idempotent-replayed"
+_MAX_KEY = 255
+
+
+class Remembered(msgspec.Struct, frozen=True, kw_only=True):
+    """What the bucket keeps per key: the request's digest and, once done, the answer."""
+
+    request: str
+    status: int = 0  # 0 while the first request runs
+    headers: list[tuple[str, str]] = []
+    body: str = ""  # base64
+
+
+class IdempotencyMiddleware(ASGIMiddleware):
+    def __init__(self, bucket: KeyValue) -> None:
+        self._kv = bucket
+        self._decoder = msgspec.json.Decoder(Remembered)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        raw_key = dict(scope.get("headers", [])).get(HEADER)
+        if scope["type"] != ScopeType.HTTP or scope.get("method") != "POST" or raw_key is None:
+            await next_app(scope, receive, send)
+            return
+        if not 1 <= len(raw_key) <= _MAX_KEY:
+            raise Unprocessable(f"Idempotency-Key must be 1 to {_MAX_KEY} characters")
+        body, replay_body = await _read_body(receive)
+        owner = str(scope.get("user", ""))
+        # The key is scoped to the owner and the route: one owner's keys never
+        # collide with another's, and KV keys stay within its character set.
+        slot = hashlib.sha256(
+            b"\0".join([owner.encode(), scope["path"].encode(), raw_key])
+        ).hexdigest()
+        digest = hashlib.sha256(body).hexdigest()
+
+        try:
+            entry = await self._kv.get(slot)
+        except KeyNotFoundError:
+            entry = None
+        if entry is not None:
+            await self._answer_again(entry.value or b"", digest, send)
+            return
+        try:
+            revision = await self._kv.create(slot, msgspec.json.encode(Remembered(request=digest)))
+        except KeyWrongLastSequenceError:
+            raise Conflict("a request with this Idempotency-Key is in progress") from None
+
+        status = 0
+        headers: list[tuple[bytes, bytes]] = []
+        chunks: list[bytes] = []
+
+        async def capture(message: Message) -> None:
+            nonlocal status, headers
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                headers = list(message.get("headers", []))
+            elif message["type"] == "http.response.body":
+                chunks.append(bytes(message.get("body", b"")))
+            await send(message)
+
+        try:
+            await next_app(scope, replay_body, capture)
+        finally:
+            if 200 <= status < 300:
+                done = Remembered(
+                    request=digest,
+                    status=status,
+                    headers=[
+                        (k.decode("latin-1"), v.decode("latin-1"))
+                        for k, v in headers
+                        if k.lower() in (b"content-type", b"location")
+                    ],
+                    body=base64.b64encode(b"".join(chunks)).decode(),
+                )
+                await self._kv.update(slot, msgspec.json.encode(done), last=revision)
+            else:
+                # Not a success: nothing to remember; the client may try again.
+                await self._kv.delete(slot, last=revision)
+
+    async def _answer_again(self, stored: bytes, digest: str, send: Send) -> None:
+        first = self._decoder.decode(stored)
+        if first.request != digest:
+            raise Conflict("this Idempotency-Key was used with a different request")
+        if not first.status:
+            raise Conflict("a request with this Idempotency-Key is in progress")
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in first.headers]
+        start: Any = {
+            "type": "http.response.start",
+            "status": first.status,
+            "headers": [*headers, (REPLAYED, b"true")],
+        }
+        body: Any = {"type": "http.response.body", "body": base64.b64decode(first.body)}
+        await send(start)
+        await send(body)
+
+
+async def _read_body(receive: Receive) -> tuple[bytes, Receive]:
+    """The whole request body, and a `receive` that hands it to the app again."""
+    parts: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        parts.append(bytes(message.get("body", b"")))
+        if not message.get("more_body", False):
+            break
+    body = b"".join(parts)
+    sent = False
+
+    async def again() -> Any:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return body, again
