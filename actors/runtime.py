@@ -76,12 +76,19 @@ class Runtime:
         self._decoder = msgspec.json.Decoder(Envelope)
         self._encoder = msgspec.json.Encoder()
         self.handled = 0
+        self._max_deliver = settings.max_deliver
 
     async def run(self, stop: asyncio.Event) -> None:
         """Fetch and handle until `stop`; then hand back what was fetched but not started."""
         name = self.actor.name
         sub = await self._js.pull_subscribe_bind(durable=name, stream=subjects.JOBS_STREAM)
-        log.info("actor started", actor=name)
+        # The consumer's own limit is the truth; the settings only provisioned it.
+        limit = (await sub.consumer_info()).config.max_deliver
+        self._max_deliver = limit if limit and limit > 0 else self._settings.max_deliver
+        advisories = await self._js._nc.subscribe(
+            subjects.max_deliveries_advisory(subjects.JOBS_STREAM, name), cb=self._on_exhausted
+        )
+        log.info("actor started", actor=name, max_deliver=self._max_deliver)
         try:
             while not stop.is_set():
                 try:
@@ -106,8 +113,41 @@ class Runtime:
                     await self.process(msg)
         finally:
             with contextlib.suppress(Exception):
+                await advisories.unsubscribe()
+            with contextlib.suppress(Exception):
                 await sub.unsubscribe()
             log.info("actor stopped", actor=name, handled=self.handled)
+
+    async def _on_exhausted(self, advisory: Msg) -> None:
+        """The server stopped redelivering a message nobody answered on its last try
+        (the process died or hung): dead-letter it and fail its job, as for an error.
+
+        Every process of the actor hears the advisory; the dead letter's and the
+        event's fixed ids make their answers one.
+        """
+        try:
+            seq = int(msgspec.json.decode(advisory.data)["stream_seq"])
+            raw = await self._js.get_msg(subjects.JOBS_STREAM, seq)
+            reason = "no answer on the last delivery (the worker died or hung)"
+            data = raw.data or b""
+            event = self._decoder.decode(data)
+            await dead_letter(
+                self._js,
+                actor=self.actor.name,
+                stored_subject=raw.subject or "",
+                stream_seq=seq,
+                delivered=self._max_deliver,
+                data=data,
+                headers=raw.headers,
+                reason=reason,
+                job_id=event.job_id,
+            )
+            if self.actor.fails_job:
+                failed = Failed(reason=reason, stage=self.actor.name)
+                await self._publisher.publish(follow_up(event, failed, source="runtime"))
+            log.warning("dead-lettered", actor=self.actor.name, seq=seq, reason=reason)
+        except Exception:
+            log.exception("could not dead-letter an exhausted message", actor=self.actor.name)
 
     async def process(self, msg: Msg) -> None:
         meta = msg.metadata
@@ -176,7 +216,7 @@ class Runtime:
     async def _retry_or_give_up(
         self, msg: Msg, event: Envelope, delivery: Delivery, reason: str, delay: float | None
     ) -> str:
-        if delivery.num_delivered >= self._settings.max_deliver:
+        if delivery.num_delivered >= self._max_deliver:
             return await self._give_up(
                 msg, event, delivery, f"{reason} (gave up after {delivery.num_delivered} tries)"
             )

@@ -67,23 +67,11 @@ async def provisioned(settings: Settings) -> Settings:
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    fields = {
-        "data_dir": settings.data_dir,
-        "nats_url": settings.nats_url,
-        "database_url": settings.database_url,
-        "redis_url": settings.redis_url,
-        "s3_endpoint": settings.s3_endpoint,
-        "s3_access_key": settings.s3_access_key,
-        "s3_secret_key": settings.s3_secret_key,
-        "jwt_secret": settings.jwt_secret,
-        "http_host": settings.http_host,
-        "http_port": str(settings.http_port),
-        "log_format": "json",
-        "max_upload_bytes": str(settings.max_upload_bytes),
-        "shutdown_grace_seconds": "5",
-    }
+    """The environment of a Conveyor process given exactly these settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
-    env.update({env_name(k): v for k, v in fields.items()})
+    for name in settings.__struct_fields__:
+        env[env_name(name)] = str(getattr(settings, name))
+    env["CONVEYOR_LOG_FORMAT"] = "json"
     return env
 
 
@@ -99,7 +87,9 @@ class Service:
 
 @pytest.fixture(scope="session")
 async def service(provisioned: Settings) -> AsyncIterator[Service]:
-    settings = provisioned.replace(http_port=free_port(), max_upload_bytes=10 * 1024 * 1024)
+    settings = provisioned.replace(
+        http_port=free_port(), max_upload_bytes=10 * 1024 * 1024, shutdown_grace_seconds=5.0
+    )
     log = Path(settings.data_dir) / "logs" / "conveyor-run.log"
     with log.open("ab") as out:
         proc = subprocess.Popen(

@@ -33,7 +33,9 @@ async def nc(provisioned: Settings) -> AsyncIterator[NATS]:
     await client.close()
 
 
-async def consumer_for(nc: NATS, job_id: uuid.UUID, max_deliver: int) -> str:
+async def consumer_for(
+    nc: NATS, job_id: uuid.UUID, max_deliver: int, ack_wait: float = 10.0
+) -> str:
     name = f"test-{uuid.uuid4().hex[:12]}"
     await nc.jetstream().add_consumer(
         subjects.JOBS_STREAM,
@@ -43,7 +45,7 @@ async def consumer_for(nc: NATS, job_id: uuid.UUID, max_deliver: int) -> str:
             filter_subject=subjects.stored_job_event(job_id, "verifying"),
             ack_policy=AckPolicy.EXPLICIT,
             max_deliver=max_deliver,
-            ack_wait=10,
+            ack_wait=ack_wait,
         ),
     )
     return name
@@ -113,3 +115,55 @@ async def test_failing_message_is_dead_lettered_and_fails_the_job(
     assert "boom" in data.reason
     assert "gave up after 2 tries" in data.reason
     assert data.stage == name
+
+
+async def test_message_whose_worker_died_on_its_last_try_is_dead_lettered(
+    nc: NATS, provisioned: Settings
+) -> None:
+    job_id = uuid.uuid4()
+    name = await consumer_for(nc, job_id, max_deliver=1, ack_wait=1.0)
+    took = asyncio.Event()
+
+    class Hangs:
+        batch: ClassVar[int] = 1
+        confirm_ack: ClassVar[bool] = False
+        fails_job: ClassVar[bool] = True
+
+        async def handle(self, event: Envelope, delivery: Delivery) -> Sequence[Envelope]:
+            took.set()
+            await asyncio.Event().wait()  # never answers
+            return []
+
+    Hangs.name = name  # type: ignore[attr-defined]
+    js = nc.jetstream()
+    publisher = Publisher(js)
+    dying = Runtime(Hangs(), js, publisher, provisioned)  # type: ignore[arg-type]
+    survivor = Runtime(Hangs(), js, publisher, provisioned)  # type: ignore[arg-type]
+    stop = asyncio.Event()
+    first = asyncio.create_task(dying.run(stop))
+    await publisher.publish(event_for(job_id))
+    await asyncio.wait_for(took.wait(), 10)
+    # The first worker dies mid-message: no ack, no nak, no more progress signals.
+    first.cancel()
+    second = asyncio.create_task(survivor.run(stop))
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                dead = await js.get_last_msg(
+                    subjects.DEAD_LETTER_STREAM, subjects.dead_letter(name, job_id)
+                )
+                break
+            except NotFoundError:
+                await poll_step(deadline)
+    finally:
+        stop.set()
+        await asyncio.wait_for(second, 10)
+        await js.delete_consumer(subjects.JOBS_STREAM, name)
+    assert "no answer on the last delivery" in (dead.headers or {})["Conveyor-Error"]
+    failed = await js.get_last_msg(
+        subjects.JOBS_STREAM, subjects.stored_job_event(job_id, "failed")
+    )
+    data = msgspec.json.decode(failed.data or b"", type=Envelope).data
+    assert isinstance(data, Failed)
+    assert "died or hung" in data.reason

@@ -1,0 +1,264 @@
+"""The fault suite's kit: a fresh cluster of separate Conveyor processes on its own
+embedded servers for each test, load through the HTTP API, and reconciliation.
+
+Test modules import the fixtures from here (pytest registers imported fixtures),
+so each fault test starts from clean servers and leaves nothing to the next.
+
+Unlike the session's single `conveyor run`, every component here is its own
+process (two of upload, processing and persistence), so a test can kill -9 one,
+stop nats-server or Postgres, and watch the rest carry on. Load goes through the
+real HTTP API; reconciliation reads Postgres, the streams and the HTTP answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from conftest import settings_env
+
+from gateway.auth import issue_token
+from ops.connections import postgres_pool
+from ops.processes import provision
+from ops.secrets import with_dev_secrets
+from ops.stack import EmbeddedStack, _die_with_parent, free_port
+from schemas.settings import Settings
+
+TERMINAL = ("succeeded", "failed", "rejected")
+PROCESSES = {
+    "gateway": ["gateway", "--no-provision"],
+    "upload-1": ["actor", "upload", "--no-provision"],
+    "upload-2": ["actor", "upload", "--no-provision"],
+    "processing-1": ["actor", "processing", "--no-provision"],
+    "processing-2": ["actor", "processing", "--no-provision"],
+    "persistence-1": ["actor", "persistence", "--no-provision"],
+    "persistence-2": ["actor", "persistence", "--no-provision"],
+    "notification": ["actor", "notification", "--no-provision"],
+}
+
+
+@dataclass
+class Cluster:
+    stack: EmbeddedStack
+    settings: Settings
+    url: str
+    logs: Path
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, name: str) -> None:
+        with (self.logs / f"{name}.log").open("ab") as out:
+            self.procs[name] = subprocess.Popen(
+                [sys.executable, "-m", "ops", *PROCESSES[name]],
+                env=settings_env(self.settings),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
+            )
+
+    def signal(self, name: str, sig: int, *, wait: float = 30.0) -> int:
+        proc = self.procs[name]
+        proc.send_signal(sig)
+        return proc.wait(timeout=wait)
+
+    def alive(self, name: str) -> bool:
+        return self.procs[name].poll() is None
+
+    def log(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text(errors="replace")
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+async def wait_ready(c: Cluster, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(base_url=c.url, timeout=2) as client:
+        while time.monotonic() < deadline:
+            dead = [n for n, p in c.procs.items() if p.poll() is not None]
+            assert not dead, {n: c.log(n)[-2000:] for n in dead}
+            with contextlib.suppress(httpx.TransportError):
+                if (await client.get("/ready")).status_code == 200:
+                    return
+            await asyncio.sleep(0.1)
+    raise AssertionError("fault cluster not ready")
+
+
+async def eventually(
+    condition: Callable[[], Awaitable[bool]], *, within: float = 60.0, what: str = "condition"
+) -> None:
+    """Poll `condition` until true; fail the test after `within` seconds."""
+    deadline = time.monotonic() + within
+    while not await condition():
+        assert time.monotonic() < deadline, f"{what}: not within {within}s"
+        await asyncio.sleep(0.05)
+
+
+async def jobs_applied(pool: asyncpg.Pool[Any], at_least: int) -> bool:
+    return bool(await pool.fetchval("SELECT count(*) FROM job_events") >= at_least)
+
+
+@dataclass
+class Load:
+    """Jobs driven through the HTTP API: which were accepted (2xx), which refused."""
+
+    owner: str
+    accepted: dict[str, int] = field(default_factory=dict)  # job_id -> seq
+    refused: dict[int, int] = field(default_factory=dict)  # status -> count
+    errors: int = 0
+
+
+async def drive(
+    c: Cluster,
+    jobs: int,
+    *,
+    concurrency: int = 16,
+    owner: str | None = None,
+    stop: asyncio.Event | None = None,
+) -> Load:
+    """Create, upload and complete `jobs` small files; tolerate refusals and resets."""
+    load = Load(owner=owner or f"fault-{uuid.uuid4().hex[:10]}")
+    headers = {"Authorization": f"Bearer {issue_token(c.settings, load.owner)}"}
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(jobs):
+        queue.put_nowait(i)
+    limits = httpx.Limits(max_connections=concurrency * 2)
+    async with httpx.AsyncClient(base_url=c.url, timeout=10, limits=limits) as api:
+
+        async def one(i: int) -> None:
+            content = f"fault file {i} {uuid.uuid4()}\n".encode() * 4
+            body = {"filename": f"f{i}.txt", "content_type": "text/plain", "size": len(content)}
+            r = await api.post("/v1/uploads", json=body, headers=headers)
+            if r.status_code != 201:
+                load.refused[r.status_code] = load.refused.get(r.status_code, 0) + 1
+                return
+            ticket = r.json()
+            put = await api.put(ticket["url"], content=content, headers=ticket["headers"])
+            assert put.status_code == 200, put.text
+            r = await api.post(f"/v1/uploads/{ticket['upload_id']}/complete", headers=headers)
+            if r.status_code == 202:
+                load.accepted[r.json()["job_id"]] = r.json()["seq"]
+            else:
+                assert r.status_code == 503, r.text  # never 500, never a 2xx unstored
+                load.refused[r.status_code] = load.refused.get(r.status_code, 0) + 1
+
+        async def worker() -> None:
+            while not queue.empty() and not (stop and stop.is_set()):
+                i = queue.get_nowait()
+                try:
+                    await one(i)
+                except httpx.TransportError:
+                    load.errors += 1
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return load
+
+
+async def reconcile(
+    pool: asyncpg.Pool[Any], load: Load, *, timeout: float = 180.0
+) -> dict[str, str]:
+    """Wait until every accepted job is terminal; check none is missing or doubled."""
+    assert load.accepted, "the load was refused entirely"
+    wanted = [uuid.UUID(j) for j in load.accepted]
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            done = await pool.fetchval(
+                "SELECT count(*) FROM jobs WHERE job_id = ANY($1) AND status = ANY($2)",
+                wanted,
+                list(TERMINAL),
+            )
+            if done == len(wanted):
+                break
+        assert time.monotonic() < deadline, f"{done}/{len(wanted)} jobs terminal"
+        await asyncio.sleep(0.25)
+    rows = await pool.fetch("SELECT job_id, status FROM jobs WHERE owner = $1", load.owner)
+    statuses = {str(r["job_id"]): r["status"] for r in rows}
+    # None missing; a job may exist that the client never heard about (an answer lost
+    # after the event was stored), but no accepted one may be absent.
+    assert set(load.accepted) <= set(statuses)
+    doubled = await pool.fetch(
+        "SELECT e.job_id, e.type, count(*) FROM job_events e JOIN jobs j USING (job_id)"
+        " WHERE j.owner = $1 GROUP BY e.job_id, e.type HAVING count(*) > 1",
+        load.owner,
+    )
+    assert doubled == [], doubled
+    uploaded = await pool.fetchval(
+        "SELECT count(*) FROM job_events e JOIN jobs j USING (job_id)"
+        " WHERE j.owner = $1 AND e.type = 'uploaded'",
+        load.owner,
+    )
+    assert uploaded == len(statuses)
+    # Nothing half-applied: each job row reflects the newest of its logged events.
+    torn = await pool.fetchval(
+        "SELECT count(*) FROM jobs j WHERE j.owner = $1 AND j.last_seq <>"
+        " (SELECT max(seq) FROM job_events e WHERE e.job_id = j.job_id)",
+        load.owner,
+    )
+    assert torn == 0
+    return statuses
+
+
+# -- fixtures ---------------------------------------------------------------
+
+
+@pytest.fixture
+def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
+    data_dir = tmp_path_factory.mktemp("faults")
+    settings = with_dev_secrets(
+        Settings(
+            data_dir=str(data_dir),
+            log_format="json",
+            # Short enough that give-ups and take-overs happen within a test.
+            max_deliver=3,
+            ack_wait_seconds=5.0,
+            shutdown_grace_seconds=10.0,
+        )
+    )
+    with EmbeddedStack(settings) as stack:
+        yield stack
+
+
+@pytest.fixture
+async def cluster(fault_stack: EmbeddedStack) -> AsyncIterator[Cluster]:
+    settings = fault_stack.settings_out.replace(http_port=free_port())
+    await provision(settings)
+    logs = Path(settings.data_dir) / "logs"
+    c = Cluster(
+        stack=fault_stack,
+        settings=settings,
+        url=f"http://127.0.0.1:{settings.http_port}",
+        logs=logs,
+    )
+    for name in PROCESSES:
+        c.start(name)
+    try:
+        await wait_ready(c)
+        yield c
+    finally:
+        c.stop_all()
+
+
+@pytest.fixture
+async def pool(cluster: Cluster) -> AsyncIterator[asyncpg.Pool[Any]]:
+    async with postgres_pool(cluster.settings, size=2) as p:
+        yield p

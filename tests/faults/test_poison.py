@@ -1,0 +1,62 @@
+"""A message whose handler always fails: dead-lettered after max_deliver, the rest flows."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+import msgspec
+import nats
+from faultkit import Cluster, cluster, drive, eventually, fault_stack, pool, reconcile
+from nats.js.errors import NotFoundError
+
+from actors.publisher import Publisher
+from schemas import subjects
+from schemas.events import Uploaded, new_event
+
+
+async def test_poison_message_is_dead_lettered(cluster: Cluster, pool: asyncpg.Pool[Any]) -> None:
+    nc = await nats.connect(cluster.settings.nats_url)
+    js = nc.jetstream()
+    job_id = uuid.uuid4()
+    letter = subjects.dead_letter("upload", job_id)
+    try:
+        # An empty object key: the S3 client refuses it before sending, on every try.
+        poison = new_event(
+            Uploaded(
+                upload_id=uuid.uuid4(), filename="p.csv", content_type="text/csv", size=1, key=""
+            ),
+            job_id=job_id,
+            owner="poison-owner",
+            source="test",
+            correlation_id="poison",
+        )
+        await Publisher(js).publish(poison)
+        load = await drive(cluster, 150, concurrency=8)
+        statuses = await reconcile(pool, load)
+        assert sorted(set(statuses.values())) == ["succeeded"]
+
+        async def dead_lettered() -> bool:
+            try:
+                await js.get_last_msg(subjects.DEAD_LETTER_STREAM, letter)
+            except NotFoundError:
+                return False
+            return True
+
+        await eventually(dead_lettered, what="poison dead-lettered")
+        dead = await js.get_last_msg(subjects.DEAD_LETTER_STREAM, letter)
+    finally:
+        await nc.close()
+    headers = dead.headers or {}
+    assert headers["Conveyor-Delivered"] == str(cluster.settings.max_deliver)
+    assert "Key" in headers["Conveyor-Error"]
+    assert msgspec.json.decode(dead.data or b"")["id"] == str(poison.id)
+
+    async def failed() -> bool:
+        status = await pool.fetchval("SELECT status FROM jobs WHERE job_id = $1", job_id)
+        return bool(status == "failed")
+
+    await eventually(failed, what="poisoned job failed")
+    error = await pool.fetchval("SELECT error FROM jobs WHERE job_id = $1", job_id)
+    assert f"gave up after {cluster.settings.max_deliver} tries" in error
