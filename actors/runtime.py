@@ -28,6 +28,9 @@ from schemas.settings import Settings
 
 log = structlog.get_logger("actors.runtime")
 
+# Idle this long while the consumer has messages pending: re-create the subscription.
+WATCHDOG_SECONDS = 10.0
+
 
 class Delivery(msgspec.Struct, frozen=True, kw_only=True):
     """Where a message came from, for handlers that need more than the event."""
@@ -89,13 +92,24 @@ class Runtime:
             subjects.max_deliveries_advisory(subjects.JOBS_STREAM, name), cb=self._on_exhausted
         )
         log.info("actor started", actor=name, max_deliver=self._max_deliver)
+        idle_since = time.monotonic()
         try:
             while not stop.is_set():
                 try:
                     msgs = await sub.fetch(self.actor.batch, timeout=self._fetch_timeout)
                 except TimeoutError:
                     # nats-py raises its own TimeoutError or asyncio's, depending on
-                    # where the deadline passed; both mean "nothing to do".
+                    # where the deadline passed; both mean "nothing to do", unless the
+                    # subscription stalled (nats.py can, after a server restart).
+                    if time.monotonic() - idle_since > WATCHDOG_SECONDS:
+                        idle_since = time.monotonic()
+                        if await self._stalled(sub):
+                            log.warning("stalled subscription; re-creating it", actor=name)
+                            with contextlib.suppress(Exception):
+                                await sub.unsubscribe()
+                            sub = await self._js.pull_subscribe_bind(
+                                durable=name, stream=subjects.JOBS_STREAM
+                            )
                     continue
                 except Exception:
                     # A broken connection or a server restart: the client reconnects
@@ -103,6 +117,7 @@ class Runtime:
                     log.exception("fetch failed", actor=name)
                     await asyncio.sleep(1.0)
                     continue
+                idle_since = time.monotonic()
                 for index, msg in enumerate(msgs):
                     if stop.is_set():
                         # Not started: give them back now rather than after ack_wait.
@@ -117,6 +132,17 @@ class Runtime:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
             log.info("actor stopped", actor=name, handled=self.handled)
+
+    @staticmethod
+    async def _stalled(sub: JetStreamContext.PullSubscription) -> bool:
+        """Messages wait for this consumer, yet our fetches bring none."""
+        try:
+            info = await sub.consumer_info()
+        except Exception:
+            return False  # NATS itself is away: reconnecting is the client's job
+        # At max_ack_pending nothing can be delivered to anyone: that is not a stall.
+        limit = info.config.max_ack_pending or 0
+        return bool(info.num_pending) and (limit <= 0 or (info.num_ack_pending or 0) < limit)
 
     async def _on_exhausted(self, advisory: Msg) -> None:
         """The server stopped redelivering a message nobody answered on its last try
