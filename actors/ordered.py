@@ -66,8 +66,9 @@ class OrderedRuntime:
                 try:
                     owned = await leases.refresh()
                 except Exception as exc:
-                    # NATS away: keep what we have; if the leases lapse meanwhile,
-                    # a second reader of a partition is harmless (idempotent apply).
+                    # NATS away: keep what we have. If the leases lapse meanwhile, a
+                    # second reader of a partition is harmless (idempotent apply), and
+                    # a rebuild fences us off (see PersistenceActor.epoch).
                     log.warning("lease refresh failed", error=repr(exc))
                     owned = set(workers)
                 for partition in owned - set(workers):
@@ -98,14 +99,15 @@ class OrderedRuntime:
     async def _work(self, partition: int, halt: asyncio.Event) -> None:
         while not halt.is_set():
             try:
+                epoch = await self.actor.epoch()
                 start = await self.actor.watermark(partition)
-                await self._consume(partition, start, halt)
+                await self._consume(partition, start, epoch, halt)
             except Exception as exc:
                 log.warning("partition reader restarting", partition=partition, error=repr(exc))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(halt.wait(), 1.0)
 
-    async def _consume(self, partition: int, after: int, halt: asyncio.Event) -> None:
+    async def _consume(self, partition: int, after: int, epoch: int, halt: asyncio.Event) -> None:
         """Read the partition from `after + 1` until halted or in doubt."""
         config = ConsumerConfig(
             filter_subject=subjects.stored_partition(partition),
@@ -151,7 +153,7 @@ class OrderedRuntime:
                             headers=msg.headers,
                         )
                     )
-                if not await self._apply(batch, partition, halt):
+                if not await self._apply(batch, partition, epoch, halt):
                     return
                 if gap:
                     log.warning("gap in partition reader; restarting", partition=partition)
@@ -162,13 +164,15 @@ class OrderedRuntime:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 
-    async def _apply(self, batch: list[Stored], partition: int, halt: asyncio.Event) -> bool:
+    async def _apply(
+        self, batch: list[Stored], partition: int, epoch: int, halt: asyncio.Event
+    ) -> bool:
         """Apply, retrying in place while Postgres is away; False if halted meanwhile."""
         attempt = 0
         started = time.perf_counter()
         while True:
             try:
-                counts = await self.actor.apply_batch(batch)
+                counts = await self.actor.apply_batch(batch, epoch=epoch)
                 break
             except TransientError as exc:
                 attempt += 1

@@ -58,6 +58,15 @@ class Applied(msgspec.Struct, kw_only=True):
 DeadLetter = Callable[[Stored, str], Awaitable[None]]
 
 
+class Fenced(Exception):
+    """The projections were rebuilt after this reader started: it must start over."""
+
+    def __init__(self, mine: int, current: int) -> None:
+        super().__init__(f"projections rebuilt (epoch {mine} -> {current})")
+        self.mine = mine
+        self.current = current
+
+
 def partition_of(stored_subject: str) -> int:
     return int(stored_subject.rsplit(".", 1)[1])
 
@@ -86,26 +95,42 @@ class PersistenceActor:
         )
         return int(seq or 0)
 
-    async def apply_batch(self, batch: Sequence[Stored]) -> Applied:
+    async def epoch(self) -> int:
+        """The projections' generation; a reader holds on to the one it started in."""
+        return int(await self._pool.fetchval("SELECT epoch FROM persistence_epoch WHERE id = 1"))
+
+    async def apply_batch(
+        self, batch: Sequence[Stored], *, epoch: int, watermarks: bool = True
+    ) -> Applied:
         """Apply `batch` (stream order) in one transaction with its watermarks.
 
-        Fast path without savepoints; if Postgres refuses one event, the batch is
-        redone with a savepoint per event and the refused ones are dead-lettered.
+        Refused (`Fenced`) if the projections were rebuilt since `epoch`. Fast path
+        without savepoints; if Postgres refuses one event, the batch is redone with
+        a savepoint per event and the refused ones are dead-lettered. `watermarks`
+        False leaves the readers' positions alone (a partial replay).
         """
         if not batch:
             return Applied()
         try:
             try:
-                return await self._transaction(batch, isolate=False)
+                return await self._transaction(batch, epoch, watermarks, isolate=False)
             except _REFUSED:
-                return await self._transaction(batch, isolate=True)
+                return await self._transaction(batch, epoch, watermarks, isolate=True)
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise TransientError(f"Postgres unavailable: {exc}", delay=1.0) from exc
 
-    async def _transaction(self, batch: Sequence[Stored], *, isolate: bool) -> Applied:
+    async def _transaction(
+        self, batch: Sequence[Stored], epoch: int, watermarks: bool, *, isolate: bool
+    ) -> Applied:
         counts = Applied()
         marks: dict[int, int] = {}
         async with self._pool.acquire() as conn, conn.transaction():
+            # FOR SHARE: a rebuild's bump of the epoch waits for us, or we see it.
+            current = await conn.fetchval(
+                "SELECT epoch FROM persistence_epoch WHERE id = 1 FOR SHARE"
+            )
+            if current != epoch:
+                raise Fenced(epoch, current)
             for message in batch:
                 marks[partition_of(message.subject)] = message.seq
                 if not isolate:
@@ -125,12 +150,13 @@ class PersistenceActor:
                     counts.applied += 1
                 else:
                     counts.skipped += 1
-            await conn.executemany(
-                "INSERT INTO watermarks (stream, partition, seq) VALUES ($1, $2, $3)"
-                " ON CONFLICT (stream, partition) DO UPDATE"
-                " SET seq = GREATEST(watermarks.seq, EXCLUDED.seq), updated_at = now()",
-                [(self._stream, p, seq) for p, seq in marks.items()],
-            )
+            if watermarks:
+                await conn.executemany(
+                    "INSERT INTO watermarks (stream, partition, seq) VALUES ($1, $2, $3)"
+                    " ON CONFLICT (stream, partition) DO UPDATE"
+                    " SET seq = GREATEST(watermarks.seq, EXCLUDED.seq), updated_at = now()",
+                    [(self._stream, p, seq) for p, seq in marks.items()],
+                )
         return counts
 
     async def apply(self, conn: Connection, event: Envelope, message: Stored) -> bool:

@@ -18,12 +18,13 @@ import msgspec
 import structlog
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 
 from actors.deadletters import dead_letter
 from actors.errors import BadFile, PermanentError, TransientError
 from actors.publisher import REQUEST_ID_HEADER, Publisher
 from schemas import subjects
-from schemas.events import Envelope, Failed, follow_up
+from schemas.events import TERMINAL, Envelope, Failed, follow_up
 from schemas.settings import Settings
 
 log = structlog.get_logger("actors.runtime")
@@ -79,19 +80,22 @@ class Runtime:
         self._decoder = msgspec.json.Decoder(Envelope)
         self._encoder = msgspec.json.Encoder()
         self.handled = 0
+        # The runtime, not the server, counts tries: consumers redeliver without
+        # limit, so a message whose worker died on its last try comes back here
+        # and is dead-lettered, instead of being silently abandoned by the server.
         self._max_deliver = settings.max_deliver
+        self._ack_wait = settings.ack_wait_seconds
 
     async def run(self, stop: asyncio.Event) -> None:
         """Fetch and handle until `stop`; then hand back what was fetched but not started."""
         name = self.actor.name
         sub = await self._js.pull_subscribe_bind(durable=name, stream=subjects.JOBS_STREAM)
-        # The consumer's own limit is the truth; the settings only provisioned it.
-        limit = (await sub.consumer_info()).config.max_deliver
-        self._max_deliver = limit if limit and limit > 0 else self._settings.max_deliver
-        advisories = await self._js._nc.subscribe(
-            subjects.max_deliveries_advisory(subjects.JOBS_STREAM, name), cb=self._on_exhausted
+        # Progress signals must come well inside the consumer's own ack wait.
+        ack_wait = (await sub.consumer_info()).config.ack_wait
+        self._ack_wait = ack_wait if ack_wait else self._settings.ack_wait_seconds
+        log.info(
+            "actor started", actor=name, max_deliver=self._max_deliver, ack_wait=self._ack_wait
         )
-        log.info("actor started", actor=name, max_deliver=self._max_deliver)
         idle_since = time.monotonic()
         try:
             while not stop.is_set():
@@ -128,8 +132,6 @@ class Runtime:
                     await self.process(msg)
         finally:
             with contextlib.suppress(Exception):
-                await advisories.unsubscribe()
-            with contextlib.suppress(Exception):
                 await sub.unsubscribe()
             log.info("actor stopped", actor=name, handled=self.handled)
 
@@ -143,37 +145,6 @@ class Runtime:
         # At max_ack_pending nothing can be delivered to anyone: that is not a stall.
         limit = info.config.max_ack_pending or 0
         return bool(info.num_pending) and (limit <= 0 or (info.num_ack_pending or 0) < limit)
-
-    async def _on_exhausted(self, advisory: Msg) -> None:
-        """The server stopped redelivering a message nobody answered on its last try
-        (the process died or hung): dead-letter it and fail its job, as for an error.
-
-        Every process of the actor hears the advisory; the dead letter's and the
-        event's fixed ids make their answers one.
-        """
-        try:
-            seq = int(msgspec.json.decode(advisory.data)["stream_seq"])
-            raw = await self._js.get_msg(subjects.JOBS_STREAM, seq)
-            reason = "no answer on the last delivery (the worker died or hung)"
-            data = raw.data or b""
-            event = self._decoder.decode(data)
-            await dead_letter(
-                self._js,
-                actor=self.actor.name,
-                stored_subject=raw.subject or "",
-                stream_seq=seq,
-                delivered=self._max_deliver,
-                data=data,
-                headers=raw.headers,
-                reason=reason,
-                job_id=event.job_id,
-            )
-            if self.actor.fails_job:
-                failed = Failed(reason=reason, stage=self.actor.name)
-                await self._publisher.publish(follow_up(event, failed, source="runtime"))
-            log.warning("dead-lettered", actor=self.actor.name, seq=seq, reason=reason)
-        except Exception:
-            log.exception("could not dead-letter an exhausted message", actor=self.actor.name)
 
     async def process(self, msg: Msg) -> None:
         meta = msg.metadata
@@ -203,6 +174,15 @@ class Runtime:
             bound.error("dead-lettered", reason=str(exc))
             return
         bound = bound.bind(job_id=str(event.job_id), event=event.type)
+        if delivery.num_delivered > self._max_deliver:
+            # Every earlier try ended without an answer: the worker died or hung.
+            reason = f"no answer after {delivery.num_delivered - 1} tries (worker died or hung)"
+            try:
+                outcome = await self._give_up(msg, event, delivery, reason)
+            except Exception as exc:
+                outcome = f"left for redelivery: {type(exc).__name__}: {exc}"
+            bound.warning("handled", outcome=outcome)
+            return
         heartbeat = asyncio.create_task(self._keep_alive(msg))
         try:
             outcome = await self._handle(msg, event, delivery)
@@ -253,13 +233,24 @@ class Runtime:
 
     async def _give_up(self, msg: Msg, event: Envelope, delivery: Delivery, reason: str) -> str:
         await self._dead_letter(msg, delivery, event, reason)
-        if self.actor.fails_job:
+        if self.actor.fails_job and not await self._finished(event):
             failed = follow_up(
                 event, Failed(reason=reason, stage=self.actor.name), source="runtime"
             )
             await self._publisher.publish(failed)
         await msg.term()
         return f"dead-lettered: {reason}"
+
+    async def _finished(self, event: Envelope) -> bool:
+        """Whether the job already ended: an earlier try may have succeeded and only
+        its ack been lost; a late `failed` must not overturn that."""
+        for kind in TERMINAL:
+            with contextlib.suppress(NotFoundError):
+                await self._js.get_last_msg(
+                    subjects.JOBS_STREAM, subjects.stored_job_event(event.job_id, kind)
+                )
+                return True
+        return False
 
     async def _dead_letter(
         self, msg: Msg, delivery: Delivery, event: Envelope | None, reason: str
@@ -278,7 +269,7 @@ class Runtime:
 
     async def _keep_alive(self, msg: Msg) -> None:
         # Well inside ack_wait, so long work is not redelivered to a second worker.
-        interval = max(self._settings.ack_wait_seconds / 3, 0.5)
+        interval = max(self._ack_wait / 3, 0.2)
         while True:
             await asyncio.sleep(interval)
             with contextlib.suppress(Exception):

@@ -84,8 +84,10 @@ def consumer(name: str, settings: Settings) -> ConsumerConfig:
         # Redelivery after this long without ack or progress; the runtime signals
         # progress every third of it, so only a dead worker's messages move on.
         ack_wait=settings.ack_wait_seconds,
-        # Tries before the runtime dead-letters a message and fails its job.
-        max_deliver=settings.max_deliver,
+        # Unlimited on the server: the runtime counts tries (CONVEYOR_MAX_DELIVER) and
+        # dead-letters. A server-side limit would abandon, silently, a message whose
+        # worker died on its last try.
+        max_deliver=-1,
         # Bounds the work one slow actor can hold; the runtime fetches far fewer.
         max_ack_pending=1000,
         # No `backoff` list: it would also replace ack_wait for first deliveries. The

@@ -42,9 +42,18 @@ class ReplayReport(msgspec.Struct, frozen=True, kw_only=True):
     last_seq: int
 
 
-async def rebuild_tables(pool: asyncpg.Pool[Any]) -> None:
-    """Empty every projection of JOBS (not the migrations table)."""
-    await pool.execute("TRUNCATE jobs, job_events, watermarks")
+async def rebuild_tables(pool: asyncpg.Pool[Any]) -> int:
+    """Empty every projection of JOBS and start a new epoch; returns the epoch.
+
+    One transaction: a live reader that outlived its lease either committed its
+    batch before (and the rebuild redoes it) or finds the new epoch and stops.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        epoch = await conn.fetchval(
+            "UPDATE persistence_epoch SET epoch = epoch + 1 WHERE id = 1 RETURNING epoch"
+        )
+        await conn.execute("TRUNCATE jobs, job_events, watermarks")
+    return int(epoch)
 
 
 async def replay(
@@ -65,9 +74,30 @@ async def replay(
     try:
         await _wait_for_all(leases, settings.partitions, keeper)
         if rebuild:
-            await rebuild_tables(pool)
+            first = (await js.stream_info(subjects.JOBS_STREAM)).state.first_seq
+            if first > 1:
+                # Events before `first` are gone (max age): emptying the tables would
+                # lose those jobs for good.
+                raise OpsError(
+                    f"JOBS starts at sequence {first}: older events have expired, so a"
+                    " rebuild would lose jobs. Restore Postgres from a backup, then replay"
+                    " --from-seq."
+                )
+            epoch = await rebuild_tables(pool)
             from_seq, since = 1, None
-        return await _apply(js, actor, from_seq=from_seq, since=since, progress=progress)
+        else:
+            epoch = await actor.epoch()
+        return await _apply(
+            js,
+            actor,
+            epoch,
+            from_seq=from_seq,
+            since=since,
+            progress=progress,
+            # A partial replay re-applies what it reads but leaves the readers'
+            # positions: moving a watermark past unread events would skip them.
+            watermarks=rebuild,
+        )
     finally:
         keeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -97,7 +127,9 @@ async def _wait_for_all(leases: Leases, partitions: int, keeper: asyncio.Task[No
 async def _apply(
     js: JetStreamContext,
     actor: PersistenceActor,
+    epoch: int,
     *,
+    watermarks: bool,
     from_seq: int | None,
     since: datetime | None,
     progress: Callable[[int, int], None] | None,
@@ -150,7 +182,7 @@ async def _apply(
             if batch:
                 first_seen = first_seen or batch[0].seq
                 last = batch[-1].seq
-            counts = await actor.apply_batch(batch)
+            counts = await actor.apply_batch(batch, epoch=epoch, watermarks=watermarks)
             read += len(batch)
             applied += counts.applied
             skipped += counts.skipped

@@ -81,11 +81,6 @@ def dead_letter(actor: str, job_id: uuid.UUID | str | None) -> str:
     return f"dlq.{actor}.{job_id or 'unknown'}"
 
 
-def max_deliveries_advisory(stream: str, consumer: str) -> str:
-    """Published by the server when a message of `consumer` ran out of deliveries."""
-    return f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{consumer}"
-
-
 def partition_lease(actor: str, partition: int) -> str:
     return f"{actor}.partition.{partition}"
 

@@ -12,7 +12,7 @@ import asyncpg
 import msgspec
 import pytest
 
-from actors.persistence import PersistenceActor, Stored
+from actors.persistence import Fenced, PersistenceActor, Stored
 from ops.connections import postgres_pool
 from schemas.events import Envelope, Processed, Uploaded, Verified, Verifying, follow_up, new_event
 from schemas.results import FileResult
@@ -74,11 +74,13 @@ async def test_apply_is_idempotent_and_keeps_the_watermark(
     base = random.randrange(10**12, 10**15)
     events = chain(owner)
     batch = [stored(event, base + offset) for offset, event in enumerate(events)]
-    first = await actor.apply_batch(batch)
+    first = await actor.apply_batch(batch, epoch=await actor.epoch())
     assert (first.applied, first.skipped) == (4, 0)
     # The same batch again (a reader restarted from an older position) and a
     # duplicate publish of the last event under a new sequence: nothing changes twice.
-    again = await actor.apply_batch([*batch, stored(events[-1], base + 100)])
+    again = await actor.apply_batch(
+        [*batch, stored(events[-1], base + 100)], epoch=await actor.epoch()
+    )
     assert (again.applied, again.skipped) == (0, 5)
 
     job_id = events[0].job_id
@@ -108,10 +110,11 @@ async def test_an_older_event_never_moves_a_job_back(pool: asyncpg.Pool[Any], ow
     base = random.randrange(10**12, 10**15)
     uploaded, verifying, verified, processed = chain(owner)
     await actor.apply_batch(
-        [stored(e, base + 5 + i) for i, e in enumerate((uploaded, verified, processed))]
+        [stored(e, base + 5 + i) for i, e in enumerate((uploaded, verified, processed))],
+        epoch=await actor.epoch(),
     )
     # A `verifying` with an older sequence applied late (a replay beside live work).
-    await actor.apply_batch([stored(verifying, base + 1)])
+    await actor.apply_batch([stored(verifying, base + 1)], epoch=await actor.epoch())
     row = await pool.fetchrow(
         "SELECT status, last_seq FROM jobs WHERE job_id = $1", uploaded.job_id
     )
@@ -141,7 +144,7 @@ async def test_refused_event_is_dead_lettered_and_the_rest_applied(
         correlation_id="req",
     )
     batch = [stored(uploaded, base), garbage, stored(nul, base + 2), stored(verifying, base + 3)]
-    counts = await actor.apply_batch(batch)
+    counts = await actor.apply_batch(batch, epoch=await actor.epoch())
     assert (counts.applied, counts.dead) == (2, 2)
     assert [seq for seq, _ in refused] == [base + 1, base + 2]
     status = await pool.fetchval("SELECT status FROM jobs WHERE job_id = $1", uploaded.job_id)
@@ -164,4 +167,17 @@ async def test_failed_transaction_leaves_nothing(pool: asyncpg.Pool[Any], owner:
         await crash_before_commit()
     assert await pool.fetchval("SELECT count(*) FROM job_events WHERE seq = $1", seq) == 0
     assert await pool.fetchval("SELECT count(*) FROM jobs WHERE job_id = $1", event.job_id) == 0
+    assert await actor.watermark(PARTITION) == 0
+
+
+async def test_a_reader_from_before_a_rebuild_is_fenced_off(
+    pool: asyncpg.Pool[Any], owner: str
+) -> None:
+    actor = PersistenceActor(pool, no_dead_letters, stream=f"test-{uuid.uuid4().hex}")
+    seq = random.randrange(10**12, 10**15)
+    event = chain(owner)[0]
+    stale = await actor.epoch() - 1  # as if `replay --rebuild` ran after it started
+    with pytest.raises(Fenced):
+        await actor.apply_batch([stored(event, seq)], epoch=stale)
+    assert await pool.fetchval("SELECT count(*) FROM job_events WHERE seq = $1", seq) == 0
     assert await actor.watermark(PARTITION) == 0

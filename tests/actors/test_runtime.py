@@ -121,7 +121,8 @@ async def test_message_whose_worker_died_on_its_last_try_is_dead_lettered(
     nc: NATS, provisioned: Settings
 ) -> None:
     job_id = uuid.uuid4()
-    name = await consumer_for(nc, job_id, max_deliver=1, ack_wait=1.0)
+    # As provisioned: the server redelivers without limit; the runtime counts.
+    name = await consumer_for(nc, job_id, max_deliver=-1, ack_wait=1.0)
     took = asyncio.Event()
 
     class Hangs:
@@ -137,8 +138,9 @@ async def test_message_whose_worker_died_on_its_last_try_is_dead_lettered(
     Hangs.name = name  # type: ignore[attr-defined]
     js = nc.jetstream()
     publisher = Publisher(js)
-    dying = Runtime(Hangs(), js, publisher, provisioned)  # type: ignore[arg-type]
-    survivor = Runtime(Hangs(), js, publisher, provisioned)  # type: ignore[arg-type]
+    one_try = provisioned.replace(max_deliver=1)
+    dying = Runtime(Hangs(), js, publisher, one_try)  # type: ignore[arg-type]
+    survivor = Runtime(Hangs(), js, publisher, one_try)  # type: ignore[arg-type]
     stop = asyncio.Event()
     first = asyncio.create_task(dying.run(stop))
     await publisher.publish(event_for(job_id))
@@ -160,7 +162,8 @@ async def test_message_whose_worker_died_on_its_last_try_is_dead_lettered(
         stop.set()
         await asyncio.wait_for(second, 10)
         await js.delete_consumer(subjects.JOBS_STREAM, name)
-    assert "no answer on the last delivery" in (dead.headers or {})["Conveyor-Error"]
+    assert "no answer after 1 tries" in (dead.headers or {})["Conveyor-Error"]
+    assert (dead.headers or {})["Conveyor-Delivered"] == "2"
     failed = await js.get_last_msg(
         subjects.JOBS_STREAM, subjects.stored_job_event(job_id, "failed")
     )
