@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
+import re
+import socket
 
 import structlog
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
@@ -20,6 +23,12 @@ from nats.js.kv import KeyValue
 from schemas import subjects
 
 log = structlog.get_logger("actors.leases")
+
+
+def member_id(pid: int | None = None) -> str:
+    """host-pid, in KV key characters, so `conveyor status` names the process."""
+    host = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())
+    return f"{host}-{pid if pid is not None else os.getpid()}"
 
 
 class Leases:

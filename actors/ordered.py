@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import uuid
 
 import structlog
 from nats.js import JetStreamContext
@@ -24,7 +23,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from actors.errors import TransientError
-from actors.leases import Leases
+from actors.leases import Leases, member_id
 from actors.persistence import PersistenceActor, Stored
 from schemas import subjects
 from schemas.settings import Settings
@@ -52,7 +51,7 @@ class OrderedRuntime:
         self.actor = actor
         self._js = js
         self._settings = settings
-        self._member = member or uuid.uuid4().hex[:12]
+        self._member = member or member_id()
         self._batch = batch
         self.applied = 0
 

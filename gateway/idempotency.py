@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import time
 from typing import Any
 
 import msgspec
@@ -25,6 +26,8 @@ from gateway.errors import Conflict, Unprocessable
 HEADER = b"idempotency-key"
 REPLAYED = b"idempotent-replayed"
 _MAX_KEY = 255
+# A reservation older than this without an answer belongs to a gateway that died.
+ABANDONED_AFTER = 60.0
 
 
 class Remembered(msgspec.Struct, frozen=True, kw_only=True):
@@ -32,6 +35,7 @@ class Remembered(msgspec.Struct, frozen=True, kw_only=True):
 
     request: str
     status: int = 0  # 0 while the first request runs
+    reserved_at: float = 0.0  # unix time of the reservation
     headers: list[tuple[str, str]] = []
     body: str = ""  # base64
 
@@ -61,11 +65,16 @@ class IdempotencyMiddleware(ASGIMiddleware):
             entry = await self._kv.get(slot)
         except KeyNotFoundError:
             entry = None
-        if entry is not None:
-            await self._answer_again(entry.value or b"", digest, send)
-            return
+        reservation = msgspec.json.encode(Remembered(request=digest, reserved_at=time.time()))
         try:
-            revision = await self._kv.create(slot, msgspec.json.encode(Remembered(request=digest)))
+            if entry is None:
+                revision = await self._kv.create(slot, reservation)
+            elif self._abandoned(entry.value or b"") and entry.revision is not None:
+                # Its gateway died mid-request: the key is free again.
+                revision = await self._kv.update(slot, reservation, last=entry.revision)
+            else:
+                await self._answer_again(entry.value or b"", digest, send)
+                return
         except KeyWrongLastSequenceError:
             raise Conflict("a request with this Idempotency-Key is in progress") from None
 
@@ -100,6 +109,10 @@ class IdempotencyMiddleware(ASGIMiddleware):
             else:
                 # Not a success: nothing to remember; the client may try again.
                 await self._kv.delete(slot, last=revision)
+
+    def _abandoned(self, stored: bytes) -> bool:
+        first = self._decoder.decode(stored)
+        return not first.status and time.time() - first.reserved_at > ABANDONED_AFTER
 
     async def _answer_again(self, stored: bytes, digest: str, send: Send) -> None:
         first = self._decoder.decode(stored)

@@ -54,6 +54,12 @@ async def get(js: JetStreamContext, seq: int) -> RawStreamMsg:
 async def retry(js: JetStreamContext, seq: int) -> int:
     """Republish a dead letter to its original subject; remove it. Returns the new sequence."""
     msg = await get(js, seq)
+    if (msg.headers or {}).get(dl.ACTOR) == subjects.PERSISTENCE:
+        # Postgres refused that event as it is; republished, it would be refused
+        # again, or applied out of its place in the job's history.
+        raise OpsError(
+            f"dead letter {seq} was refused by Postgres: fix the data and replay, or purge it"
+        )
     headers = {
         k: v
         for k, v in (msg.headers or {}).items()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+import msgspec
 import structlog
 from nats.js import JetStreamContext
 
@@ -25,6 +25,7 @@ from gateway.services import Services
 from ops.connections import nats_connection, postgres_pool, redis_client, s3_client
 from ops.provision import migrate, provision_bucket, provision_nats
 from schemas import subjects
+from schemas.events import TERMINAL, Envelope, Failed, follow_up
 from schemas.settings import Settings
 
 log = structlog.get_logger("ops")
@@ -79,12 +80,15 @@ async def run_gateway(settings: Settings, stop: asyncio.Event) -> None:
 
 
 def refused(js: JetStreamContext) -> DeadLetter:
-    """Dead-letters what Postgres refuses to store (persistence's only give-up)."""
+    """Dead-letters what Postgres refuses to store (persistence's only give-up), and
+    ends the job as `failed` so its owner and subscribers learn why."""
+    decoder = msgspec.json.Decoder(Envelope)
 
     async def send(message: Stored, reason: str) -> None:
-        job_id = None
-        with contextlib.suppress(ValueError, IndexError):
-            job_id = uuid.UUID(message.subject.split(".")[1])
+        event: Envelope | None = None
+        with contextlib.suppress(msgspec.DecodeError):
+            event = decoder.decode(message.data)
+        job_id = event.job_id if event is not None else None
         await dead_letter(
             js,
             actor=subjects.PERSISTENCE,
@@ -96,6 +100,11 @@ def refused(js: JetStreamContext) -> DeadLetter:
             reason=reason,
             job_id=job_id,
         )
+        if event is not None and event.type not in TERMINAL:
+            # Printable only: the reason may quote the very text Postgres refused.
+            text = "".join(c for c in reason if c.isprintable())[:500]
+            failed = Failed(reason=f"could not be stored: {text}", stage=subjects.PERSISTENCE)
+            await Publisher(js).publish(follow_up(event, failed, source="persistence"))
 
     return send
 

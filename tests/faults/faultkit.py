@@ -26,14 +26,18 @@ from typing import Any
 
 import asyncpg
 import httpx
+import nats
 import pytest
 from conftest import settings_env
+from nats.js.errors import KeyNotFoundError
 
+from actors.leases import member_id
 from gateway.auth import issue_token
 from ops.connections import postgres_pool
 from ops.processes import provision
 from ops.secrets import with_dev_secrets
 from ops.stack import EmbeddedStack, _die_with_parent, free_port
+from schemas import subjects
 from schemas.settings import Settings
 
 TERMINAL = ("succeeded", "failed", "rejected")
@@ -46,7 +50,11 @@ PROCESSES = {
     "persistence-1": ["actor", "persistence", "--no-provision"],
     "persistence-2": ["actor", "persistence", "--no-provision"],
     "notification": ["actor", "notification", "--no-provision"],
+    # Started only by the tests that want them.
+    "persistence-3": ["actor", "persistence", "--no-provision"],
+    "persistence-4": ["actor", "persistence", "--no-provision"],
 }
+DEFAULT = [name for name in PROCESSES if name not in ("persistence-3", "persistence-4")]
 
 
 @dataclass
@@ -113,6 +121,23 @@ async def eventually(
         await asyncio.sleep(0.05)
 
 
+async def partitions_of(c: Cluster) -> dict[str, set[int]]:
+    """Which process (by name) holds which persistence partitions now."""
+    pids = {member_id(p.pid): name for name, p in c.procs.items()}
+    nc = await nats.connect(c.settings.nats_url)
+    try:
+        kv = await nc.jetstream().key_value(subjects.LEASES_BUCKET)
+        held: dict[str, set[int]] = {}
+        for partition in range(c.settings.partitions):
+            with contextlib.suppress(KeyNotFoundError):
+                entry = await kv.get(subjects.partition_lease(subjects.PERSISTENCE, partition))
+                owner = pids.get((entry.value or b"").decode(), "?")
+                held.setdefault(owner, set()).add(partition)
+        return held
+    finally:
+        await nc.close()
+
+
 async def jobs_applied(pool: asyncpg.Pool[Any], at_least: int) -> bool:
     return bool(await pool.fetchval("SELECT count(*) FROM job_events") >= at_least)
 
@@ -149,6 +174,7 @@ async def drive(
             body = {"filename": f"f{i}.txt", "content_type": "text/plain", "size": len(content)}
             r = await api.post("/v1/uploads", json=body, headers=headers)
             if r.status_code != 201:
+                assert r.status_code == 503, r.text  # never 500
                 load.refused[r.status_code] = load.refused.get(r.status_code, 0) + 1
                 return
             ticket = r.json()
@@ -249,7 +275,7 @@ async def cluster(fault_stack: EmbeddedStack) -> AsyncIterator[Cluster]:
         url=f"http://127.0.0.1:{settings.http_port}",
         logs=logs,
     )
-    for name in PROCESSES:
+    for name in DEFAULT:
         c.start(name)
     try:
         await wait_ready(c)

@@ -7,30 +7,53 @@ import signal
 from typing import Any
 
 import asyncpg
+import pytest
 from faultkit import (
     Cluster,
     cluster,
     drive,
     eventually,
     fault_stack,
-    jobs_applied,
+    partitions_of,
     pool,
     reconcile,
     wait_ready,
 )
 
 
+async def busy(c: Cluster, pool: asyncpg.Pool[Any], name: str) -> bool:
+    """`name` holds partitions and one of them moved since we last looked."""
+    mine = (await partitions_of(c)).get(name, set())
+    if not mine:
+        return False
+    marks = await pool.fetch(
+        "SELECT partition, seq FROM watermarks WHERE partition = ANY($1)", list(mine)
+    )
+    now = {r["partition"]: r["seq"] for r in marks}
+    seen = busy.last.get(name, {})  # type: ignore[attr-defined]
+    busy.last[name] = now  # type: ignore[attr-defined]
+    return bool(seen) and any(now.get(p, 0) > seen.get(p, 0) for p in mine)
+
+
+busy.last = {}  # type: ignore[attr-defined]
+
+
+@pytest.mark.timeout(600)
 async def test_kill_persistence_three_times(cluster: Cluster, pool: asyncpg.Pool[Any]) -> None:
+    busy.last.clear()  # type: ignore[attr-defined]
     load_task = asyncio.create_task(drive(cluster, 2000, concurrency=24))
+    kills = 0
     for _ in range(3):
-        # Let it apply something since its (re)start, then kill it mid-work.
-        seen = await pool.fetchval("SELECT count(*) FROM job_events")
-        await eventually(lambda s=seen: jobs_applied(pool, s + 100), what="progress")
+        # Kill it while it holds partitions that are moving: mid-work, not idle.
+        await eventually(lambda: busy(cluster, pool, "persistence-1"), within=120, what="busy")
         assert cluster.signal("persistence-1", signal.SIGKILL) == -signal.SIGKILL
+        kills += 1
         cluster.start("persistence-1")
     load = await load_task
+    assert kills == 3
     assert len(load.accepted) == 2000, (load.refused, load.errors)
     statuses = await reconcile(pool, load)
     assert sorted(set(statuses.values())) == ["succeeded"]
     assert cluster.alive("persistence-1")
     await wait_ready(cluster)
+    print(f"\nkill-9 x3: sent 2000, accepted {len(load.accepted)}, completed {len(statuses)}")
