@@ -54,11 +54,7 @@ class IdempotencyMiddleware(ASGIMiddleware):
             raise Unprocessable(f"Idempotency-Key must be 1 to {_MAX_KEY} characters")
         body, replay_body = await _read_body(receive)
         owner = str(scope.get("user", ""))
-        # The key is scoped to the owner and the route: one owner's keys never
-        # collide with another's, and KV keys stay within its character set.
-        slot = hashlib.sha256(
-            b"\0".join([owner.encode(), scope["path"].encode(), raw_key])
-        ).hexdigest()
+        slot = slot_for(owner, scope["path"], raw_key)
         digest = hashlib.sha256(body).hexdigest()
 
         try:
@@ -82,14 +78,18 @@ class IdempotencyMiddleware(ASGIMiddleware):
         headers: list[tuple[bytes, bytes]] = []
         chunks: list[bytes] = []
 
+        held: list[Message] = []
+
         async def capture(message: Message) -> None:
+            # Held back until the outcome is recorded: a client retrying the moment
+            # it has an answer must find the key settled, not "in progress".
             nonlocal status, headers
             if message["type"] == "http.response.start":
                 status = int(message["status"])
                 headers = list(message.get("headers", []))
             elif message["type"] == "http.response.body":
                 chunks.append(bytes(message.get("body", b"")))
-            await send(message)
+            held.append(message)
 
         try:
             await next_app(scope, replay_body, capture)
@@ -109,6 +109,8 @@ class IdempotencyMiddleware(ASGIMiddleware):
             else:
                 # Not a success: nothing to remember; the client may try again.
                 await self._kv.delete(slot, last=revision)
+        for message in held:
+            await send(message)
 
     def _abandoned(self, stored: bytes) -> bool:
         first = self._decoder.decode(stored)
@@ -129,6 +131,12 @@ class IdempotencyMiddleware(ASGIMiddleware):
         body: Any = {"type": "http.response.body", "body": base64.b64decode(first.body)}
         await send(start)
         await send(body)
+
+
+def slot_for(owner: str, path: str, key: bytes) -> str:
+    """The bucket key of an Idempotency-Key: scoped to the owner and the route, so one
+    owner's keys never collide with another's, and within KV's character set."""
+    return hashlib.sha256(b"\0".join([owner.encode(), path.encode(), key])).hexdigest()
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, Receive]:

@@ -174,3 +174,36 @@ async def test_idempotency_key_is_not_kept_for_errors(api: Api) -> None:
     bad = {"filename": "x.csv", "content_type": "text/csv", "size": -1}
     assert_problem(await api.post("/v1/uploads", json=bad, headers=key), 422)
     assert_problem(await api.post("/v1/uploads", json=bad, headers=key), 422)
+
+
+async def test_abandoned_idempotency_reservation_is_taken_over(
+    api: Api, owner: str, service: Service
+) -> None:
+    import hashlib
+
+    import msgspec
+    import nats
+
+    from gateway.idempotency import ABANDONED_AFTER, Remembered, slot_for
+    from schemas import subjects
+
+    key = f"key-{uuid.uuid4()}"
+    body = {"filename": "a.csv", "content_type": "text/csv", "size": 3}
+    raw = msgspec.json.encode(body)
+    nc = await nats.connect(service.settings.nats_url)
+    try:
+        kv = await nc.jetstream().key_value(subjects.IDEMPOTENCY_BUCKET)
+        slot = slot_for(owner, "/v1/uploads", key.encode())
+        # A gateway reserved the key, then died before answering.
+        stale = Remembered(
+            request=hashlib.sha256(raw).hexdigest(), reserved_at=time.time() - ABANDONED_AFTER - 1
+        )
+        await kv.put(slot, msgspec.json.encode(stale))
+    finally:
+        await nc.close()
+    r = await api.post(
+        "/v1/uploads",
+        content=raw,
+        headers={"Idempotency-Key": key, "content-type": "application/json"},
+    )
+    assert r.status_code == 201, r.text

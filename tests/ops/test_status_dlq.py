@@ -17,6 +17,7 @@ from actors.deadletters import dead_letter
 from ops import dlq
 from ops.connections import postgres_pool
 from ops.status import collect, render
+from schemas import subjects
 from schemas.events import Uploaded, new_event
 
 
@@ -109,3 +110,44 @@ async def test_dead_letter_list_show_retry_purge(api: Api, owner: str, nc: NATS)
     assert [
         v for v in [dlq.view(m) async for m in dlq.letters(js)] if str(job_id) in v.subject
     ] == []
+
+
+async def test_event_postgres_refuses_fails_the_job_and_is_not_retried(
+    owner: str, nc: NATS
+) -> None:
+    from actors.publisher import Publisher
+    from ops.errors import OpsError
+
+    js = nc.jetstream()
+    job_id = uuid.uuid4()
+    # Straight onto the stream (the gateway refuses such a name): NUL is not text to Postgres.
+    bad = new_event(
+        Uploaded(
+            upload_id=uuid.uuid4(),
+            filename="nul\x00.csv",
+            content_type="text/csv",
+            size=1,
+            key="uploads/none/nul",
+        ),
+        job_id=job_id,
+        owner=owner,
+        source="test",
+        correlation_id="nul-test",
+    )
+    await Publisher(js).publish(bad)
+    letter = subjects.dead_letter(subjects.PERSISTENCE, job_id)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            dead = await js.get_last_msg(subjects.DEAD_LETTER_STREAM, letter)
+            failed = await js.get_last_msg(
+                subjects.JOBS_STREAM, subjects.stored_job_event(job_id, "failed")
+            )
+            break
+        except Exception:
+            assert time.monotonic() < deadline, "refused event not dead-lettered and failed"
+            await asyncio.sleep(0.1)
+    assert "could not be stored" in msgspec.json.decode(failed.data or b"")["data"]["reason"]
+    with pytest.raises(OpsError, match="refused by Postgres"):
+        await dlq.retry(js, dead.seq or 0)
+    await dlq.purge(js, dead.seq)
