@@ -150,6 +150,10 @@ class Load:
     accepted: dict[str, int] = field(default_factory=dict)  # job_id -> seq
     refused: dict[int, int] = field(default_factory=dict)  # status -> count
     errors: int = 0
+    error_kinds: dict[str, int] = field(default_factory=dict)
+    sent: int = 0  # HTTP requests to the gateway
+    ok: int = 0  # of which answered 2xx
+    name: str = ""
 
 
 async def drive(
@@ -159,9 +163,10 @@ async def drive(
     concurrency: int = 16,
     owner: str | None = None,
     stop: asyncio.Event | None = None,
+    name: str = "",
 ) -> Load:
     """Create, upload and complete `jobs` small files; tolerate refusals and resets."""
-    load = Load(owner=owner or f"fault-{uuid.uuid4().hex[:10]}")
+    load = Load(owner=owner or f"fault-{uuid.uuid4().hex[:10]}", name=name)
     headers = {"Authorization": f"Bearer {issue_token(c.settings, load.owner)}"}
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(jobs):
@@ -169,19 +174,49 @@ async def drive(
     limits = httpx.Limits(max_connections=concurrency * 2)
     async with httpx.AsyncClient(base_url=c.url, timeout=10, limits=limits) as api:
 
+        async def call(method: str, url: str, **kw: Any) -> httpx.Response | None:
+            """As a careful client does: a lost answer is asked again (same
+            Idempotency-Key, so never a second upload or job); None if it stays lost."""
+            for _ in range(3):
+                try:
+                    return await api.request(method, url, **kw)
+                except httpx.TransportError as exc:
+                    load.errors += 1
+                    load.error_kinds[type(exc).__name__] = (
+                        load.error_kinds.get(type(exc).__name__, 0) + 1
+                    )
+            return None
+
         async def one(i: int) -> None:
             content = f"fault file {i} {uuid.uuid4()}\n".encode() * 4
             body = {"filename": f"f{i}.txt", "content_type": "text/plain", "size": len(content)}
-            r = await api.post("/v1/uploads", json=body, headers=headers)
-            if r.status_code != 201:
+            key = uuid.uuid4().hex
+            load.sent += 1
+            r = await call(
+                "POST", "/v1/uploads", json=body, headers={**headers, "Idempotency-Key": key}
+            )
+            if r is None:
+                return
+            if r.status_code == 201:
+                load.ok += 1
+            else:
                 assert r.status_code == 503, r.text  # never 500
                 load.refused[r.status_code] = load.refused.get(r.status_code, 0) + 1
                 return
             ticket = r.json()
-            put = await api.put(ticket["url"], content=content, headers=ticket["headers"])
+            put = await call("PUT", ticket["url"], content=content, headers=ticket["headers"])
+            assert put is not None
             assert put.status_code == 200, put.text
-            r = await api.post(f"/v1/uploads/{ticket['upload_id']}/complete", headers=headers)
+            load.sent += 1
+            r = await call(
+                "POST",
+                f"/v1/uploads/{ticket['upload_id']}/complete",
+                headers={**headers, "Idempotency-Key": key},
+            )
+            if r is None:
+                return
             if r.status_code == 202:
+                load.ok += 1
                 load.accepted[r.json()["job_id"]] = r.json()["seq"]
             else:
                 assert r.status_code == 503, r.text  # never 500, never a 2xx unstored
@@ -189,11 +224,7 @@ async def drive(
 
         async def worker() -> None:
             while not queue.empty() and not (stop and stop.is_set()):
-                i = queue.get_nowait()
-                try:
-                    await one(i)
-                except httpx.TransportError:
-                    load.errors += 1
+                await one(queue.get_nowait())
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     return load
@@ -219,14 +250,23 @@ async def reconcile(
         await asyncio.sleep(0.25)
     rows = await pool.fetch("SELECT job_id, status FROM jobs WHERE owner = $1", load.owner)
     statuses = {str(r["job_id"]): r["status"] for r in rows}
-    # None missing; a job may exist that the client never heard about (an answer lost
-    # after the event was stored), but no accepted one may be absent.
-    assert set(load.accepted) <= set(statuses)
+    lost = set(load.accepted) - set(statuses)
     doubled = await pool.fetch(
         "SELECT e.job_id, e.type, count(*) FROM job_events e JOIN jobs j USING (job_id)"
         " WHERE j.owner = $1 GROUP BY e.job_id, e.type HAVING count(*) > 1",
         load.owner,
     )
+    # The figures first, so a failing run still shows them.
+    print(
+        f"\n[{load.name or load.owner}] requests sent {load.sent}, 2xx {load.ok},"
+        f" jobs accepted {len(load.accepted)},"
+        f" refused {load.refused or 0}, transport errors {load.errors} {load.error_kinds or ''},"
+        f" jobs completed {sum(1 for j in load.accepted if statuses.get(j) in TERMINAL)},"
+        f" duplicates {len(doubled)}, lost {len(lost)}"
+    )
+    # None missing; a job may exist that the client never heard about (an answer lost
+    # after the event was stored), but no accepted one may be absent.
+    assert lost == set()
     assert doubled == [], doubled
     uploaded = await pool.fetchval(
         "SELECT count(*) FROM job_events e JOIN jobs j USING (job_id)"

@@ -60,7 +60,9 @@ async def test_four_persistence_processes_never_go_back(
     await eventually(four_share, within=60, what="four processes sharing the partitions")
 
     owner = f"four-{uuid.uuid4().hex[:8]}"
-    load_task = asyncio.create_task(drive(cluster, 600, concurrency=16, owner=owner))
+    load_task = asyncio.create_task(
+        drive(cluster, 600, concurrency=16, owner=owner, name="four persistence")
+    )
     # Meanwhile, read jobs as a client would and check no status goes backwards.
     regressions: list[tuple[str, str, str]] = []
     headers = {"Authorization": f"Bearer {issue_token(cluster.settings, owner)}"}

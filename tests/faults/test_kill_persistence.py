@@ -41,7 +41,9 @@ busy.last = {}  # type: ignore[attr-defined]
 @pytest.mark.timeout(600)
 async def test_kill_persistence_three_times(cluster: Cluster, pool: asyncpg.Pool[Any]) -> None:
     busy.last.clear()  # type: ignore[attr-defined]
-    load_task = asyncio.create_task(drive(cluster, 2000, concurrency=24))
+    load_task = asyncio.create_task(
+        drive(cluster, 2000, concurrency=24, name="kill -9 persistence x3")
+    )
     kills = 0
     for _ in range(3):
         # Kill it while it holds partitions that are moving: mid-work, not idle.

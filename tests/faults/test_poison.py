@@ -33,7 +33,7 @@ async def test_poison_message_is_dead_lettered(cluster: Cluster, pool: asyncpg.P
             correlation_id="poison",
         )
         await Publisher(js).publish(poison)
-        load = await drive(cluster, 150, concurrency=8)
+        load = await drive(cluster, 150, concurrency=8, name="poison message")
         statuses = await reconcile(pool, load)
         assert sorted(set(statuses.values())) == ["succeeded"]
 

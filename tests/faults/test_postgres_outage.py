@@ -19,7 +19,7 @@ from faultkit import (
 
 
 async def test_postgres_outage_under_load(cluster: Cluster, pool: asyncpg.Pool[Any]) -> None:
-    load_task = asyncio.create_task(drive(cluster, 400, concurrency=8))
+    load_task = asyncio.create_task(drive(cluster, 400, concurrency=8, name="postgres outage 5 s"))
     await eventually(lambda: jobs_applied(pool, 50), what="load under way")
     cluster.stack.stop_one("postgres")
     # The outage itself: its length is the fault being injected, not a wait for a condition.

@@ -20,7 +20,7 @@ from faultkit import (
 
 
 async def test_sigterm_mid_batch_drains(cluster: Cluster, pool: asyncpg.Pool[Any]) -> None:
-    load_task = asyncio.create_task(drive(cluster, 600, concurrency=16))
+    load_task = asyncio.create_task(drive(cluster, 600, concurrency=16, name="sigterm mid-work"))
     for name in ("persistence-1", "processing-1", "persistence-2"):
         seen = await pool.fetchval("SELECT count(*) FROM job_events")
         await eventually(lambda s=seen: jobs_applied(pool, s + 50), what="progress")
