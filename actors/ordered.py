@@ -144,14 +144,7 @@ class OrderedRuntime:
                         gap = True
                         break
                     expected += 1
-                    batch.append(
-                        Stored(
-                            seq=meta.sequence.stream,
-                            subject=msg.subject,
-                            data=msg.data,
-                            headers=msg.headers,
-                        )
-                    )
+                    batch.append(Stored.of(msg))
                 if not await self._apply(batch, partition, epoch, halt):
                     return
                 if gap:

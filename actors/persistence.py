@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import asyncpg
 import msgspec
 import structlog
+from nats.aio.msg import Msg
 
 from actors.errors import TransientError
 from schemas import subjects
@@ -46,6 +47,15 @@ class Stored(msgspec.Struct, frozen=True, kw_only=True):
     subject: str
     data: bytes
     headers: dict[str, str] | None = None
+
+    @classmethod
+    def of(cls, msg: Msg) -> Stored:
+        return cls(
+            seq=msg.metadata.sequence.stream,
+            subject=msg.subject,
+            data=msg.data,
+            headers=msg.headers,
+        )
 
 
 class Applied(msgspec.Struct, kw_only=True):

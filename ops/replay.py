@@ -170,14 +170,7 @@ async def _apply(
                         f"gap while replaying near stream sequence {meta.sequence.stream}"
                     )
                 expected += 1
-                batch.append(
-                    Stored(
-                        seq=meta.sequence.stream,
-                        subject=msg.subject,
-                        data=msg.data,
-                        headers=msg.headers,
-                    )
-                )
+                batch.append(Stored.of(msg))
                 pending = meta.num_pending
             if batch:
                 first_seen = first_seen or batch[0].seq
