@@ -54,19 +54,9 @@ class Leases:
         fair = math.ceil(self._partitions / await self._members())
         held: dict[int, int] = {}
         for partition in range(self._partitions):
-            key = subjects.partition_lease(self._actor, partition)
-            try:
-                entry = await self._kv.get(key)
-            except KeyNotFoundError:
-                entry = None
-            if entry is not None and entry.value == self._member and entry.revision is not None:
-                # A wrong revision: it expired and another member took it; theirs now.
-                with contextlib.suppress(KeyWrongLastSequenceError):
-                    held[partition] = await self._kv.update(key, self._member, last=entry.revision)
-            elif entry is None and len(held) < fair:
-                # A wrong revision: claimed by another member a moment before us.
-                with contextlib.suppress(KeyWrongLastSequenceError):
-                    held[partition] = await self._kv.create(key, self._member)
+            revision = await self._take(partition, claim=len(held) < fair)
+            if revision is not None:
+                held[partition] = revision
         # Above the fair share (a member joined): give the last ones back, once the
         # caller has stopped working on them (`release_surplus`).
         for partition in sorted(held)[fair:]:
@@ -87,20 +77,28 @@ class Leases:
     async def claim_all(self) -> set[int]:
         """Take every partition that is free (after `pause`, all become free)."""
         for partition in range(self._partitions):
-            key = subjects.partition_lease(self._actor, partition)
-            try:
-                entry = await self._kv.get(key)
-            except KeyNotFoundError:
-                entry = None
-            if entry is not None and entry.value == self._member and entry.revision:
-                with contextlib.suppress(KeyWrongLastSequenceError):
-                    self.owned[partition] = await self._kv.update(
-                        key, self._member, last=entry.revision
-                    )
-            elif entry is None:
-                with contextlib.suppress(KeyWrongLastSequenceError):
-                    self.owned[partition] = await self._kv.create(key, self._member)
+            revision = await self._take(partition, claim=True)
+            if revision is not None:
+                self.owned[partition] = revision
         return set(self.owned)
+
+    async def _take(self, partition: int, *, claim: bool) -> int | None:
+        """Renew our lease on `partition`, or (if `claim`) create it when free.
+
+        The new revision, or None when it is someone else's (a wrong revision means
+        it expired and another member took it, or another claimed it first).
+        """
+        key = subjects.partition_lease(self._actor, partition)
+        try:
+            entry = await self._kv.get(key)
+        except KeyNotFoundError:
+            entry = None
+        with contextlib.suppress(KeyWrongLastSequenceError):
+            if entry is not None and entry.value == self._member and entry.revision:
+                return await self._kv.update(key, self._member, last=entry.revision)
+            if entry is None and claim:
+                return await self._kv.create(key, self._member)
+        return None
 
     async def _paused(self) -> bool:
         try:

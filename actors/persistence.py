@@ -77,10 +77,6 @@ class Fenced(Exception):
         self.current = current
 
 
-def partition_of(stored_subject: str) -> int:
-    return int(stored_subject.rsplit(".", 1)[1])
-
-
 class PersistenceActor:
     name: ClassVar[str] = subjects.PERSISTENCE
 
@@ -142,7 +138,7 @@ class PersistenceActor:
             if current != epoch:
                 raise Fenced(epoch, current)
             for message in batch:
-                marks[partition_of(message.subject)] = message.seq
+                marks[subjects.partition_of(message.subject)] = message.seq
                 if not isolate:
                     applied = await self.apply(conn, self._decoder.decode(message.data), message)
                 else:

@@ -38,7 +38,6 @@ async def _nats(services: Services) -> None:
     "/ready",
     opt={"exclude_from_auth": True},
     summary="NATS, Postgres, Redis and S3 all answer",
-    responses={},
 )
 async def ready(request: Request[Any, Any, Any], services: Services) -> Response[Any]:
     names = ("nats", "postgres", "redis", "s3")

@@ -18,7 +18,7 @@ from actors.persistence import DeadLetter, PersistenceActor, Stored
 from actors.processing import ProcessingActor
 from actors.processors.registry import load_processors
 from actors.publisher import Publisher
-from actors.runtime import Actor, Runtime, run_until_stopped
+from actors.runtime import Runnable, Runtime, run_until_stopped
 from actors.upload import UploadActor
 from gateway.app import serve
 from gateway.services import Services
@@ -117,30 +117,27 @@ async def run_actor(name: str, settings: Settings, stop: asyncio.Event) -> None:
         )
         js = nc.jetstream()
         publisher = Publisher(js)
-        actor: Actor
+        runner: Runnable
         match name:
             case "upload":
                 s3 = await stack.enter_async_context(s3_client(settings))
-                actor = UploadActor(s3, settings.s3_bucket, publisher)
+                runner = Runtime(
+                    UploadActor(s3, settings.s3_bucket, publisher), js, publisher, settings
+                )
             case "processing":
                 s3 = await stack.enter_async_context(s3_client(settings))
                 work = Path(settings.data_dir) / "work"
                 work.mkdir(parents=True, exist_ok=True)
                 actor = ProcessingActor(s3, settings.s3_bucket, load_processors(), work_dir=work)
+                runner = Runtime(actor, js, publisher, settings)
             case "persistence":
                 pool = await stack.enter_async_context(postgres_pool(settings, size=4))
-                ordered = OrderedRuntime(PersistenceActor(pool, refused(js)), js, settings)
-                async with asyncio.TaskGroup() as tg:
-                    watcher = tg.create_task(_watch_connection(closed, stop, name))
-                    await run_until_stopped(ordered, stop, settings.shutdown_grace_seconds)
-                    watcher.cancel()
-                return
+                runner = OrderedRuntime(PersistenceActor(pool, refused(js)), js, settings)
             case "notification":
-                actor = NotificationActor(nc)
+                runner = Runtime(NotificationActor(nc), js, publisher, settings)
             case _:
                 raise ValueError(f"unknown actor {name!r}; one of {', '.join(ACTORS)}")
-        runtime = Runtime(actor, js, publisher, settings)
         async with asyncio.TaskGroup() as tg:
             watcher = tg.create_task(_watch_connection(closed, stop, name))
-            await run_until_stopped(runtime, stop, settings.shutdown_grace_seconds)
+            await run_until_stopped(runner, stop, settings.shutdown_grace_seconds)
             watcher.cancel()

@@ -70,7 +70,7 @@ async def replay(
     kv = await js.key_value(subjects.LEASES_BUCKET)
     leases = Leases(kv, actor.name, "replay", settings.partitions)
     await leases.pause()
-    keeper = asyncio.create_task(_hold(leases, settings.partitions))
+    keeper = asyncio.create_task(_hold(leases))
     try:
         await _wait_for_all(leases, settings.partitions, keeper)
         if rebuild:
@@ -106,7 +106,7 @@ async def replay(
         await leases.resume()
 
 
-async def _hold(leases: Leases, partitions: int) -> None:
+async def _hold(leases: Leases) -> None:
     """Renew the pause and our leases well inside the bucket TTL."""
     while True:
         await leases.pause()

@@ -21,7 +21,7 @@ import time
 import urllib.error
 import urllib.request
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -84,6 +84,21 @@ class Server:
     stop_grace: float = 10.0
     stop_signal: int = signal.SIGTERM
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+
+def _terminate(server: Server) -> None:
+    """Its stop signal, its grace period, then SIGKILL."""
+    proc = server.proc
+    if proc is None or proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(server.stop_signal)
+    try:
+        proc.wait(timeout=server.stop_grace)
+    except subprocess.TimeoutExpired:
+        log.warning("server did not stop in time, killing", server=server.name)
+        proc.kill()
+        proc.wait()
 
 
 def _tcp_open(port: int) -> bool:
@@ -180,17 +195,7 @@ class EmbeddedStack:
     def stop(self) -> None:
         """Stop what was started, newest first, each with its grace period then SIGKILL."""
         for server in reversed(self.servers):
-            proc = server.proc
-            if proc is None or proc.poll() is not None:
-                continue
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(server.stop_signal)
-            try:
-                proc.wait(timeout=server.stop_grace)
-            except subprocess.TimeoutExpired:
-                log.warning("server did not stop in time, killing", server=server.name)
-                proc.kill()
-                proc.wait()
+            _terminate(server)
         if self.servers:
             (self.data_dir / STACK_FILE).unlink(missing_ok=True)
         self.servers.clear()
@@ -209,14 +214,7 @@ class EmbeddedStack:
         self._await_ready(server)
 
     def stop_one(self, name: str) -> None:
-        server = self.server(name)
-        if server.proc is not None and server.proc.poll() is None:
-            server.proc.send_signal(server.stop_signal)
-            try:
-                server.proc.wait(timeout=server.stop_grace)
-            except subprocess.TimeoutExpired:
-                server.proc.kill()
-                server.proc.wait()
+        _terminate(self.server(name))
 
     # -- generic start ---------------------------------------------------------
 
@@ -455,9 +453,3 @@ def read_stack_env(data_dir: Path) -> dict[str, str]:
         return {}
     env = doc.get("env", {})
     return {k: v for k, v in env.items() if isinstance(k, str) and isinstance(v, str) and v}
-
-
-@contextlib.contextmanager
-def stack(settings: Settings, *, echo: Callable[[str], None] | None = None) -> Iterator[Settings]:
-    with EmbeddedStack(settings, echo=echo) as s:
-        yield s.settings_out

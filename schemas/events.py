@@ -79,10 +79,6 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True):
     causation_id: uuid.UUID | None = None
     data: EventData
 
-    @property
-    def terminal(self) -> bool:
-        return self.type in TERMINAL
-
 
 def _tag(data: EventData) -> str:
     tag = type(data).__struct_config__.tag

@@ -64,6 +64,11 @@ def published_subject(stored: str) -> str:
     return stored.rsplit(".", 1)[0] if stored.count(".") == 3 else stored
 
 
+def partition_of(stored: str) -> int:
+    """The partition from a stored `jobs.<id>.<type>.<partition>`."""
+    return int(stored.rsplit(".", 1)[1])
+
+
 def event_type_of(subject: str) -> str:
     """The event type from a published or stored subject."""
     return subject.split(".")[2]

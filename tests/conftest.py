@@ -28,6 +28,9 @@ from ops.secrets import with_dev_secrets
 from ops.stack import EmbeddedStack, _die_with_parent, free_port
 from schemas.settings import Settings, env_name
 
+# The fault suite's fixtures (a fresh cluster per test): `tests/faults/faultkit.py`.
+pytest_plugins = ["tests.faults.faultkit"]
+
 TERMINAL = {"succeeded", "failed", "rejected"}
 # The NATS contract: other clients are written against these names.
 ENVELOPE_FIELDS = frozenset(

@@ -16,7 +16,8 @@ import msgspec
 import nats
 import pytest
 from nats.aio.client import Client as NATS
-from nats.js.api import AckPolicy, ConsumerConfig
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, RawStreamMsg
 from nats.js.errors import NotFoundError
 
 from actors.publisher import Publisher
@@ -49,6 +50,18 @@ async def consumer_for(
         ),
     )
     return name
+
+
+async def dead_letter_of(js: JetStreamContext, actor: str, job_id: uuid.UUID) -> RawStreamMsg:
+    """The dead letter `actor` leaves for the job, waited for up to 20 s."""
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            return await js.get_last_msg(
+                subjects.DEAD_LETTER_STREAM, subjects.dead_letter(actor, job_id)
+            )
+        except NotFoundError:
+            await poll_step(deadline)
 
 
 def event_for(job_id: uuid.UUID) -> Envelope:
@@ -87,15 +100,7 @@ async def test_failing_message_is_dead_lettered_and_fails_the_job(
     task = asyncio.create_task(runtime.run(stop))
     try:
         await publisher.publish(event_for(job_id))
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                dead = await js.get_last_msg(
-                    subjects.DEAD_LETTER_STREAM, subjects.dead_letter(name, job_id)
-                )
-                break
-            except NotFoundError:
-                await poll_step(deadline)
+        dead = await dead_letter_of(js, name, job_id)
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
@@ -149,15 +154,7 @@ async def test_message_whose_worker_died_on_its_last_try_is_dead_lettered(
     first.cancel()
     second = asyncio.create_task(survivor.run(stop))
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                dead = await js.get_last_msg(
-                    subjects.DEAD_LETTER_STREAM, subjects.dead_letter(name, job_id)
-                )
-                break
-            except NotFoundError:
-                await poll_step(deadline)
+        dead = await dead_letter_of(js, name, job_id)
     finally:
         stop.set()
         await asyncio.wait_for(second, 10)

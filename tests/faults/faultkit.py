@@ -1,8 +1,8 @@
 """The fault suite's kit: a fresh cluster of separate Conveyor processes on its own
 embedded servers for each test, load through the HTTP API, and reconciliation.
 
-Test modules import the fixtures from here (pytest registers imported fixtures),
-so each fault test starts from clean servers and leaves nothing to the next.
+`tests/conftest.py` loads this module as a plugin, so its fixtures reach the
+fault tests; each fault test starts from clean servers and leaves nothing behind.
 
 Unlike the session's single `conveyor run`, every component here is its own
 process (two of upload, processing and persistence), so a test can kill -9 one,

@@ -10,18 +10,9 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from faultkit import (
-    Cluster,
-    cluster,
-    drive,
-    eventually,
-    fault_stack,
-    partitions_of,
-    pool,
-    reconcile,
-)
 
 from gateway.auth import issue_token
+from tests.faults.faultkit import Cluster, drive, eventually, partitions_of, reconcile
 
 RANK = {"queued": 0, "verifying": 1, "processing": 2, "succeeded": 3, "failed": 3, "rejected": 3}
 

@@ -8,46 +8,38 @@ from typing import Any
 
 import asyncpg
 import pytest
-from faultkit import (
-    Cluster,
-    cluster,
-    drive,
-    eventually,
-    fault_stack,
-    partitions_of,
-    pool,
-    reconcile,
-    wait_ready,
-)
+
+from tests.faults.faultkit import Cluster, drive, eventually, partitions_of, reconcile, wait_ready
 
 
-async def busy(c: Cluster, pool: asyncpg.Pool[Any], name: str) -> bool:
-    """`name` holds partitions and one of them moved since we last looked."""
-    mine = (await partitions_of(c)).get(name, set())
-    if not mine:
-        return False
-    marks = await pool.fetch(
-        "SELECT partition, seq FROM watermarks WHERE partition = ANY($1)", list(mine)
-    )
-    now = {r["partition"]: r["seq"] for r in marks}
-    seen = busy.last.get(name, {})  # type: ignore[attr-defined]
-    busy.last[name] = now  # type: ignore[attr-defined]
-    return bool(seen) and any(now.get(p, 0) > seen.get(p, 0) for p in mine)
+class Busy:
+    """Whether a process holds partitions that moved since the last look."""
 
+    def __init__(self, c: Cluster, pool: asyncpg.Pool[Any], name: str) -> None:
+        self._c, self._pool, self._name = c, pool, name
+        self._seen: dict[int, int] = {}
 
-busy.last = {}  # type: ignore[attr-defined]
+    async def __call__(self) -> bool:
+        mine = (await partitions_of(self._c)).get(self._name, set())
+        if not mine:
+            return False
+        rows = await self._pool.fetch(
+            "SELECT partition, seq FROM watermarks WHERE partition = ANY($1)", list(mine)
+        )
+        now = {r["partition"]: r["seq"] for r in rows}
+        seen, self._seen = self._seen, now
+        return bool(seen) and any(now.get(p, 0) > seen.get(p, 0) for p in mine)
 
 
 @pytest.mark.timeout(600)
 async def test_kill_persistence_three_times(cluster: Cluster, pool: asyncpg.Pool[Any]) -> None:
-    busy.last.clear()  # type: ignore[attr-defined]
     load_task = asyncio.create_task(
         drive(cluster, 2000, concurrency=24, name="kill -9 persistence x3")
     )
     kills = 0
     for _ in range(3):
         # Kill it while it holds partitions that are moving: mid-work, not idle.
-        await eventually(lambda: busy(cluster, pool, "persistence-1"), within=120, what="busy")
+        await eventually(Busy(cluster, pool, "persistence-1"), within=120, what="busy")
         assert cluster.signal("persistence-1", signal.SIGKILL) == -signal.SIGKILL
         kills += 1
         cluster.start("persistence-1")

@@ -12,11 +12,11 @@ import asyncpg
 import httpx
 import nats
 import pytest
-from faultkit import Cluster, cluster, eventually, fault_stack, pool, wait_ready
 
 from gateway.auth import issue_token
 from ops.provision import consumer
 from schemas import subjects
+from tests.faults.faultkit import Cluster, eventually, wait_ready
 
 ACK_WAIT = 1.0
 

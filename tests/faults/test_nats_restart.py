@@ -9,19 +9,9 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from faultkit import (
-    Cluster,
-    cluster,
-    drive,
-    eventually,
-    fault_stack,
-    jobs_applied,
-    pool,
-    reconcile,
-    wait_ready,
-)
 
 from gateway.auth import issue_token
+from tests.faults.faultkit import Cluster, drive, eventually, jobs_applied, reconcile, wait_ready
 
 
 @pytest.mark.timeout(600)

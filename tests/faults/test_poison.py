@@ -8,12 +8,12 @@ from typing import Any
 import asyncpg
 import msgspec
 import nats
-from faultkit import Cluster, cluster, drive, eventually, fault_stack, pool, reconcile
 from nats.js.errors import NotFoundError
 
 from actors.publisher import Publisher
 from schemas import subjects
 from schemas.events import Uploaded, new_event
+from tests.faults.faultkit import Cluster, drive, eventually, reconcile
 
 
 async def test_poison_message_is_dead_lettered(cluster: Cluster, pool: asyncpg.Pool[Any]) -> None:

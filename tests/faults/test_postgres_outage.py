@@ -6,16 +6,8 @@ import asyncio
 from typing import Any
 
 import asyncpg
-from faultkit import (
-    Cluster,
-    cluster,
-    drive,
-    eventually,
-    fault_stack,
-    jobs_applied,
-    pool,
-    reconcile,
-)
+
+from tests.faults.faultkit import Cluster, drive, eventually, jobs_applied, reconcile
 
 
 async def test_postgres_outage_under_load(cluster: Cluster, pool: asyncpg.Pool[Any]) -> None:

@@ -7,16 +7,8 @@ import signal
 from typing import Any
 
 import asyncpg
-from faultkit import (
-    Cluster,
-    cluster,
-    drive,
-    eventually,
-    fault_stack,
-    jobs_applied,
-    pool,
-    reconcile,
-)
+
+from tests.faults.faultkit import Cluster, drive, eventually, jobs_applied, reconcile
 
 
 async def test_sigterm_mid_batch_drains(cluster: Cluster, pool: asyncpg.Pool[Any]) -> None:

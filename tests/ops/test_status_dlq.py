@@ -12,6 +12,7 @@ import nats
 import pytest
 from conftest import Api, Service
 from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
 
 from actors.deadletters import dead_letter
 from ops import dlq
@@ -19,6 +20,7 @@ from ops.connections import postgres_pool
 from ops.status import collect, render
 from schemas import subjects
 from schemas.events import Uploaded, new_event
+from schemas.ops import DeadLetterView
 
 
 @pytest.fixture
@@ -26,6 +28,10 @@ async def nc(service: Service) -> AsyncIterator[NATS]:
     client = await nats.connect(service.settings.nats_url)
     yield client
     await client.close()
+
+
+async def letters_of(js: JetStreamContext, job_id: uuid.UUID) -> list[DeadLetterView]:
+    return [dlq.view(m) async for m in dlq.letters(js) if str(job_id) in (m.subject or "")]
 
 
 async def test_status_reports_streams_consumers_and_lag(
@@ -80,7 +86,7 @@ async def test_dead_letter_list_show_retry_purge(api: Api, owner: str, nc: NATS)
         reason="S3 unreachable (test)",
         job_id=job_id,
     )
-    mine = [v for v in [dlq.view(m) async for m in dlq.letters(js)] if str(job_id) in v.subject]
+    mine = await letters_of(js, job_id)
     assert len(mine) == 1
     letter = mine[0]
     assert letter.original_subject == f"jobs.{job_id}.uploaded"
@@ -105,11 +111,9 @@ async def test_dead_letter_list_show_retry_purge(api: Api, owner: str, nc: NATS)
         reason="x",
         job_id=job_id,
     )
-    again = [v for v in [dlq.view(m) async for m in dlq.letters(js)] if str(job_id) in v.subject]
+    again = await letters_of(js, job_id)
     assert await dlq.purge(js, again[0].seq) == 1
-    assert [
-        v for v in [dlq.view(m) async for m in dlq.letters(js)] if str(job_id) in v.subject
-    ] == []
+    assert await letters_of(js, job_id) == []
 
 
 async def test_event_postgres_refuses_fails_the_job_and_is_not_retried(
