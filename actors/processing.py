@@ -4,6 +4,8 @@ result JSON in S3, and emits `processed` or `failed`."""
 from __future__ import annotations
 
 import asyncio
+import mimetypes
+import re
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,17 +14,27 @@ from typing import TYPE_CHECKING, ClassVar
 import msgspec
 from botocore.exceptions import BotoCoreError, ClientError
 
-from actors.errors import BadFile, TransientError
+from actors.errors import BadFile, PermanentError, TransientError
 from actors.processors.base import FileInfo, Processor
 from actors.processors.registry import pick
 from actors.runtime import Delivery
 from schemas.events import Envelope, Failed, Processed, Verified, follow_up
-from schemas.keys import result_key
+from schemas.keys import artifact_key, result_key
+from schemas.results import RESULT_KINDS, Artifact, CustomResult, Result
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
 
 CHUNK = 1024 * 1024
+# Artifact names become the last segment of an S3 key and of a URL: keep them plain.
+ARTIFACT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+CONTENT_TYPES = {
+    ".parquet": "application/vnd.apache.parquet",
+    ".csv": "text/csv; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".webp": "image/webp",
+    ".json": "application/json",
+}
 
 
 class ProcessingActor:
@@ -56,15 +68,18 @@ class ProcessingActor:
         processor = pick(self._processors, data.mime)
         info = FileInfo(filename=data.filename, size=data.size, sha256=data.sha256, mime=data.mime)
         with tempfile.TemporaryDirectory(prefix="conveyor-", dir=self._work_dir) as tmp:
-            source = Path(tmp) / "source"
+            source, out = Path(tmp) / "source", Path(tmp) / "artifacts"
+            out.mkdir()
             changed = await self._download(data, source)
             if changed:
                 return Failed(reason=changed, stage=self.name)
             try:
                 # Processors block and use CPU (polars releases the GIL): keep the loop free.
-                result = await asyncio.to_thread(processor.run, source, info)
+                returned = await asyncio.to_thread(processor.run, source, info, out)
             except BadFile as exc:
                 return Failed(reason=exc.reason, stage=self.name)
+            result = _as_result(returned)
+            artifacts = await self._store_artifacts(event, out)
         key = result_key(event.owner, event.job_id)
         try:
             await self._s3.put_object(
@@ -75,7 +90,30 @@ class ProcessingActor:
             )
         except (ClientError, BotoCoreError) as exc:
             raise TransientError(f"S3 put_object: {exc}") from exc
-        return Processed(processor=processor.name, result_key=key, result=result)
+        return Processed(
+            processor=processor.name, result_key=key, result=result, artifacts=artifacts
+        )
+
+    async def _store_artifacts(self, event: Envelope, out: Path) -> list[Artifact]:
+        artifacts = []
+        for path, size in await asyncio.to_thread(_files, out):
+            if size is None or not ARTIFACT_NAME.fullmatch(path.name):
+                raise PermanentError(f"processor wrote an artifact with a bad name: {path.name!r}")
+            content_type = CONTENT_TYPES.get(path.suffix) or (
+                mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            )
+            key = artifact_key(event.owner, event.job_id, path.name)
+            try:
+                # Managed (multipart) upload: an export may be as large as the upload itself.
+                await self._s3.upload_file(
+                    str(path), self._bucket, key, ExtraArgs={"ContentType": content_type}
+                )
+            except (ClientError, BotoCoreError) as exc:
+                raise TransientError(f"S3 upload of artifact {path.name}: {exc}") from exc
+            artifacts.append(
+                Artifact(name=path.name, key=key, content_type=content_type, size=size)
+            )
+        return artifacts
 
     async def _download(self, data: Verified, target: Path) -> str | None:
         """Fetch exactly the verified object; the reason it can not be, or None."""
@@ -107,3 +145,18 @@ class ProcessingActor:
         finally:
             body.close()
         return None
+
+
+def _as_result(returned: msgspec.Struct) -> Result:
+    """One of the known result kinds as it is; a plugin's own Struct as a `CustomResult`."""
+    if isinstance(returned, RESULT_KINDS):
+        return returned
+    data = msgspec.to_builtins(returned)
+    if not isinstance(data, dict):
+        raise PermanentError(f"processor returned {type(returned).__name__}, not a Struct")
+    return CustomResult(type=type(returned).__name__, data=data)
+
+
+def _files(directory: Path) -> list[tuple[Path, int | None]]:
+    """Entries of `directory` by name, with their sizes (None for anything not a file)."""
+    return [(p, p.stat().st_size if p.is_file() else None) for p in sorted(directory.iterdir())]

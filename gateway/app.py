@@ -14,6 +14,7 @@ from litestar.middleware.base import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 
+from gateway.artifacts import list_artifacts
 from gateway.auth import JWTAuthMiddleware
 from gateway.events import job_events
 from gateway.health import health, ready
@@ -38,6 +39,7 @@ def create_app(services: Services) -> Litestar:
             get_job,
             list_jobs,
             get_result,
+            list_artifacts,
             job_events,
             health,
             ready,

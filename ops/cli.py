@@ -203,6 +203,18 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> None:
     _echo(issue_token(settings, args.subject, ttl_seconds=args.ttl_hours * 3600))
 
 
+def cmd_bench(settings: Settings, args: argparse.Namespace) -> None:
+    # Imported here: the benchmarks pull in generators the service itself never needs.
+    from ops.bench import processing
+    from ops.bench.report import write
+
+    data_dir = Path(settings.data_dir)
+    report = processing.run(data_dir, size_mb=args.size_mb, large_mb=args.large_mb, echo=_echo)
+    stamp = report.date.replace(":", "").replace("-", "")
+    target = Path(args.out) if args.out else data_dir / "bench" / f"{args.suite}-{stamp}.json"
+    _echo(f"figures written to {write(report, target)}")
+
+
 def _require_servers(settings: Settings) -> None:
     missing = [
         name
@@ -274,6 +286,13 @@ def parser() -> argparse.ArgumentParser:
     dl_purge = dl_sub.add_parser("purge", help="delete one dead letter, or all")
     dl_purge.add_argument("seq", type=int, nargs="?")
     dl.set_defaults(func=cmd_dlq, needs_servers=True)
+
+    bench = sub.add_parser("bench", help="measure a suite against its ceiling; JSON figures")
+    bench.add_argument("suite", choices=["processing"])
+    bench.add_argument("--out", help="JSON file for the figures (default: DATA_DIR/bench/)")
+    bench.add_argument("--size-mb", type=int, default=1024, help="file for the MB/s figures")
+    bench.add_argument("--large-mb", type=int, default=2048, help="file for the peak RSS figure")
+    bench.set_defaults(func=cmd_bench, needs_servers=False)
 
     token = sub.add_parser("token", help="print a bearer token for SUBJECT")
     token.add_argument("subject")

@@ -59,6 +59,20 @@ class JobPage(msgspec.Struct, frozen=True, kw_only=True):
     next_cursor: str | None
 
 
+class ArtifactLink(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    content_type: str
+    size: int
+    url: str
+    """A presigned GET, valid until `ArtifactList.expires_at`."""
+
+
+class ArtifactList(msgspec.Struct, frozen=True, kw_only=True):
+    job_id: uuid.UUID
+    artifacts: list[ArtifactLink]
+    expires_at: datetime
+
+
 class Problem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """RFC 9457 problem details."""
 

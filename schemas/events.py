@@ -12,7 +12,7 @@ from typing import Final
 
 import msgspec
 
-from schemas.results import Result
+from schemas.results import Artifact, Result
 
 # Derived events get ids computed from their cause, so a handler that runs twice
 # for one message emits the same ids and JetStream / Postgres drop the repeat.
@@ -53,6 +53,7 @@ class Processed(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag
     processor: str
     result_key: str
     result: Result
+    artifacts: list[Artifact] = []
 
 
 class Failed(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="failed"):

@@ -17,3 +17,7 @@ def upload_key(owner: str, upload_id: uuid.UUID) -> str:
 
 def result_key(owner: str, job_id: uuid.UUID) -> str:
     return f"results/{owner_prefix(owner)}/{job_id}/result.json"
+
+
+def artifact_key(owner: str, job_id: uuid.UUID, name: str) -> str:
+    return f"results/{owner_prefix(owner)}/{job_id}/artifacts/{name}"

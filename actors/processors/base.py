@@ -7,8 +7,6 @@ from typing import ClassVar, Protocol
 
 import msgspec
 
-from schemas.results import Result
-
 
 class FileInfo(msgspec.Struct, frozen=True, kw_only=True):
     """What the upload actor established about a file before it is processed."""
@@ -31,6 +29,12 @@ class Processor(Protocol):
 
     def accepts(self, mime: str) -> bool: ...
 
-    def run(self, source: Path, info: FileInfo) -> Result:
-        """Profile `source`; raise `actors.errors.BadFile` when the file is at fault."""
+    def run(self, source: Path, info: FileInfo, out: Path) -> msgspec.Struct:
+        """Profile `source` and return a Struct; raise `actors.errors.BadFile` when the file
+        is at fault.
+
+        Every file written into the (empty) directory `out` becomes an artifact of the job,
+        stored next to its result and listed by `GET /v1/jobs/{id}/artifacts`. A returned
+        Struct that is not one of `schemas.results.Result` is carried as a `CustomResult`.
+        """
         ...

@@ -7,6 +7,7 @@ import csv
 import io
 
 import filetype
+import msgspec
 
 HEAD_SIZE = 64 * 1024
 """How many leading bytes callers read before calling `detect_mime`."""
@@ -17,6 +18,7 @@ PARQUET = "application/vnd.apache.parquet"
 CSV = "text/csv"
 TSV = "text/tab-separated-values"
 PLAIN = "text/plain"
+NDJSON = "application/x-ndjson"
 
 DELIMITERS = ",\t;|"
 
@@ -45,6 +47,8 @@ def detect_mime(head: bytes) -> str:
     # such as a CSV header, so text wins unless the match is itself a text-based format.
     if mime in _TEXTUAL_FORMATS:
         return mime
+    if _json_lines(text):
+        return NDJSON
     delimiter = sniff_delimiter(text)
     if delimiter is None:
         return PLAIN
@@ -81,6 +85,17 @@ def sniff_delimiter(text: str, delimiters: str = DELIMITERS) -> str | None:
         if width > best_width:
             best, best_width = delimiter, width
     return best
+
+
+def _json_lines(text: str) -> bool:
+    """Every complete line of the head is one JSON object (blank lines aside)."""
+    lines = [line for line in _complete_lines(text).splitlines() if line.strip()]
+    if not lines or not lines[0].lstrip("\ufeff").startswith("{"):
+        return False
+    try:
+        return all(isinstance(msgspec.json.decode(line.lstrip("\ufeff")), dict) for line in lines)
+    except msgspec.DecodeError:
+        return False
 
 
 def _complete_lines(text: str) -> str:

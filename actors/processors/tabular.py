@@ -1,213 +1,243 @@
-"""Column profiles of delimited text files (CSV, TSV, semicolon- and pipe-separated)."""
+"""Profiles of tables (CSV, TSV, JSON Lines, Parquet) in bounded memory, with exports and charts.
+
+The file is read once, streaming, into a typed Parquet export; every statistic is then
+computed from that export, which reads only the columns each query needs. Column types
+are inferred over every row, not a sample: a late non-numeric value makes a column text.
+"""
 
 from __future__ import annotations
 
-import datetime as dt
-from decimal import Decimal
+import tempfile
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar, Final
 
 import polars as pl
 from polars.exceptions import NoDataError, PanicException, PolarsError
 
 from actors.errors import BadFile
 from actors.processors.base import FileInfo
-from actors.processors.detect import CSV, HEAD_SIZE, TSV, decode_text, sniff_delimiter
-from schemas.results import ColumnProfile, Histogram, TableResult, TopValue
+from actors.processors.charts import histogram_svg
+from actors.processors.detect import CSV, NDJSON, PARQUET, TSV
+from actors.processors.dialect import Dialect, readable, sniff
+from actors.processors.profile import DISTINCT_BOUND, duplicate_rows, preview, profile_columns
+from actors.processors.ragged import Skipped, skipped_rows
+from schemas.results import TableResult
 
 NULL_MARKERS = ["", "NA", "N/A", "null", "NaN"]
-PREVIEW_ROWS = 20
-TOP_VALUES = 10
-BINS = 10
+EXPORT_PARQUET = "export.parquet"
+EXPORT_CSV = "export.csv"
+ENGINE: Final = "streaming"
+_ROW = "\x00row"  # a row-number column name no header can hold (polars refuses NUL in CSV names)
 
 
 class TabularProcessor:
-    """Profiles every column of a delimited file: counts, range, mean, histogram, top values."""
+    """Profiles every column of a table; exports it as Parquet and normalized CSV."""
 
     name: ClassVar[str] = "tabular"
     priority: ClassVar[int] = 100
 
     def accepts(self, mime: str) -> bool:
-        return mime in (CSV, TSV)
+        return mime in (CSV, TSV, NDJSON, PARQUET)
 
-    def run(self, source: Path, info: FileInfo) -> TableResult:
-        with source.open("rb") as f:
-            head = f.read(HEAD_SIZE)
-        if not head.strip():
-            raise BadFile("empty file")
-        if b"\x00" in head:
-            raise BadFile("not a text file: binary content where CSV was expected")
-        text = decode_text(head)
-        sniffed = sniff_delimiter(text) if text is not None else None
-        delimiter = sniffed or ("\t" if info.mime == TSV else ",")
-        try:
-            return _profile(source, delimiter)
-        except NoDataError:
-            raise BadFile("empty file") from None
-        # A panic inside polars surfaces as a BaseException; malformed input is its likely cause.
-        except (PolarsError, PanicException) as exc:
-            raise BadFile(f"could not parse as CSV: {_first_line(exc)}") from exc
+    def run(self, source: Path, info: FileInfo, out: Path) -> TableResult:
+        with tempfile.TemporaryDirectory(prefix="tabular-", dir=source.parent) as tmp:
+            try:
+                return _run(source, info, out, Path(tmp))
+            except NoDataError:
+                raise BadFile("empty file") from None
+            # A panic inside polars surfaces as a BaseException; malformed input is its
+            # likely cause.
+            except (PolarsError, PanicException) as exc:
+                raise BadFile(f"could not parse as {_kind(info.mime)}: {_first_line(exc)}") from exc
+
+
+def _run(source: Path, info: FileInfo, out: Path, work: Path) -> TableResult:
+    export = out / EXPORT_PARQUET
+    if info.mime in (CSV, TSV):
+        dialect = sniff(source, "\t" if info.mime == TSV else ",")
+        source, invalid = readable(source, dialect.encoding, work)
+        skipped = skipped_rows(
+            source,
+            delimiter=dialect.delimiter,
+            quote=dialect.quote,
+            width=len(dialect.names),
+            header=dialect.header,
+        )
+        raw = _scan_delimited(source, dialect, skipped)
+        typed, replaced = _typed(raw, count_replaced=invalid)
+        typed.sink_parquet(export, engine=ENGINE)
+        extra = {
+            "delimiter": dialect.delimiter,
+            "encoding": dialect.encoding,
+            "header": dialect.header,
+            "quote": dialect.quote,
+            "bad_rows": skipped.bad,
+            "replaced_rows": replaced,
+        }
+        fmt = "csv"
+    elif info.mime == NDJSON:
+        _flat(pl.scan_ndjson(source, infer_schema_length=None)).sink_parquet(export, engine=ENGINE)
+        extra, fmt = {}, "jsonl"
+    else:
+        _flat(pl.scan_parquet(source)).sink_parquet(export, engine=ENGINE)
+        extra, fmt = {}, "parquet"
+
+    rows, columns = profile_columns(export)
+    if not columns:
+        raise BadFile("no columns")
+    pl.scan_parquet(export).sink_csv(out / EXPORT_CSV, engine=ENGINE)
+    for i, column in enumerate(columns):
+        if column.histogram is not None:
+            chart = out / f"histogram-{i + 1}.svg"
+            chart.write_text(histogram_svg(column.name, column.histogram), encoding="utf-8")
+    return TableResult(
+        rows=rows,
+        columns=columns,
+        preview=preview(export),
+        format=fmt,
+        duplicate_rows=duplicate_rows(export, rows, work),
+        distinct_bound=DISTINCT_BOUND,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def _scan_delimited(source: Path, dialect: Dialect, skipped: Skipped) -> pl.LazyFrame:
+    raw = pl.scan_csv(
+        source,
+        has_header=False,
+        skip_rows=1 if dialect.header else 0,
+        separator=dialect.delimiter,
+        quote_char=dialect.quote,
+        # Every column as text first: types are inferred from all rows, below.
+        schema=dict.fromkeys(dialect.names, pl.String),
+        null_values=NULL_MARKERS,
+        truncate_ragged_lines=True,
+        missing_columns="insert",
+        raise_if_empty=False,
+    )
+    if dialect.encoding == "utf-8-sig" and not dialect.header:
+        first = dialect.names[0]
+        raw = raw.with_columns(pl.col(first).str.strip_prefix("\ufeff"))
+    if skipped.rows:
+        raw = (
+            raw.with_row_index(_ROW)
+            .filter(~pl.col(_ROW).is_in(pl.Series(skipped.rows, dtype=pl.UInt32)))
+            .drop(_ROW)
+        )
+    return raw
+
+
+DATE_FORMATS = ["%Y-%m-%d", "%Y/%m/%d", "%d.%m.%Y", "%d/%m/%Y", "%m/%d/%Y"]
+DATETIME_FORMATS = [
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%dT%H:%M:%S%.f%#z",
+    "%Y-%m-%d %H:%M:%S%.f%#z",
+]
+SAMPLE_ROWS = 1000
+
+
+def _candidates(col: pl.Expr, date: str | None, datetime: str | None) -> dict[str, pl.Expr]:
+    """Each type a text column may turn out to be, as a cast that gives null where it fails."""
+    stripped = col.str.strip_chars()
+    lower = stripped.str.to_lowercase()
+    found = {
+        "int": stripped.cast(pl.Int64, strict=False),
+        "float": stripped.cast(pl.Float64, strict=False),
+        "bool": pl.when(lower.is_in(["true", "false"])).then(lower == "true"),
+    }
+    if date is not None:
+        found["date"] = stripped.str.to_date(date, strict=False)
+    if datetime is not None:
+        found["datetime"] = stripped.str.to_datetime(datetime, strict=False, time_unit="us")
+    return found
+
+
+def _plausible(raw: pl.LazyFrame) -> dict[str, dict[str, pl.Expr]]:
+    """Per column, the candidate casts that read every value of the first rows.
+
+    Only these are checked over the whole file, so a text column costs no casts at all.
+    Date and time formats are fixed from the sample too: parsing without a format makes
+    polars guess per value, which is slow on a column that is not temporal.
+    """
+    sample = raw.head(SAMPLE_ROWS).collect()
+    plausible: dict[str, dict[str, pl.Expr]] = {}
+    for name in sample.columns:
+        values = sample.select(pl.col(name).drop_nulls())
+        temporal = values.height > 0 and values[name].str.strip_chars().str.contains(r"^\d").all()
+        date = datetime = None
+        if temporal:
+            date = next((f for f in DATE_FORMATS if _reads_all(values, name, date=f)), None)
+            datetime = next((f for f in DATETIME_FORMATS if _reads_all(values, name, dt=f)), None)
+        candidates = _candidates(pl.col(name), date, datetime)
+        counts = values.select(c.count().alias(k) for k, c in candidates.items()).row(0, named=True)
+        plausible[name] = {k: c for k, c in candidates.items() if counts[k] == values.height}
+    return plausible
+
+
+def _reads_all(
+    values: pl.DataFrame, name: str, *, date: str | None = None, dt: str | None = None
+) -> bool:
+    stripped = pl.col(name).str.strip_chars()
+    parsed = (
+        stripped.str.to_date(date, strict=False)
+        if date is not None
+        else stripped.str.to_datetime(dt, strict=False)
+    )
+    return bool(values.select(parsed.null_count()).item() == 0)
+
+
+def _typed(raw: pl.LazyFrame, *, count_replaced: bool) -> tuple[pl.LazyFrame, int]:
+    """The narrowest type each column's every value casts to; and rows with invalid bytes."""
+    names = raw.collect_schema().names()
+    candidates = _plausible(raw)
+    exprs = [pl.len().alias("rows")]
+    for i, name in enumerate(names):
+        exprs.append(pl.col(name).count().alias(f"n{i}"))
+        exprs += [cast.count().alias(f"{kind}{i}") for kind, cast in candidates[name].items()]
+    if count_replaced:
+        replaced = (pl.col(n).str.contains("\ufffd", literal=True) for n in names)
+        exprs.append(pl.any_horizontal(replaced).sum().alias("replaced"))
+    counts = raw.select(exprs).collect(engine=ENGINE).row(0, named=True)
+    casts = []
+    for i, name in enumerate(names):
+        present = counts[f"n{i}"]
+        chosen = next(
+            (
+                cast
+                for kind, cast in candidates[name].items()
+                if present and counts[f"{kind}{i}"] == present
+            ),
+            pl.col(name),
+        )
+        casts.append(chosen.alias(name))
+    return raw.select(casts), int(counts.get("replaced") or 0)
+
+
+def _flat(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """Nested values (lists, structs) as their JSON text: profiled like any text column."""
+    exprs = []
+    for name, dtype in frame.collect_schema().items():
+        if dtype.is_nested():
+            # json_encode works on structs only: wrap, encode, then unwrap `{"v":` ... `}`.
+            wrapped = pl.struct(pl.col(name).alias("v")).struct.json_encode()
+            exprs.append(
+                pl.when(pl.col(name).is_null())
+                .then(None)
+                .otherwise(wrapped.str.slice(5).str.strip_suffix("}"))
+                .alias(name)
+            )
+        else:
+            exprs.append(pl.col(name))
+    return frame.select(exprs)
+
+
+def _kind(mime: str) -> str:
+    return {NDJSON: "JSON Lines", PARQUET: "Parquet", TSV: "TSV"}.get(mime, "CSV")
 
 
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
-
-
-def _profile(source: Path, delimiter: str) -> TableResult:
-    lazy = pl.scan_csv(
-        source,
-        separator=delimiter,
-        has_header=True,
-        null_values=NULL_MARKERS,
-        empty_string_is_null=True,
-        encoding="utf8-lossy",
-        # A late non-numeric value must turn the column into text, not fail the parse.
-        infer_schema_length=None,
-        try_parse_dates=True,
-    )
-    # Collected once so the several passes below parse the file only once; streaming them
-    # over `lazy` instead is a later step.
-    df = lazy.collect()
-    frame = df.lazy()
-    schema = list(df.schema.items())
-
-    stats = frame.select(_stat_exprs(schema)).collect().row(0, named=True)
-    ranges = {i: _finite_range(stats, i) for i, (_, dtype) in enumerate(schema) if _numeric(dtype)}
-    strings = [i for i, (_, dtype) in enumerate(schema) if dtype == pl.String]
-
-    queries = [frame.select(_histogram_exprs(schema, ranges))]
-    queries += [_top_query(frame, schema[i][0]) for i in strings]
-    histogram_frame, *top_frames = pl.collect_all(queries)
-    histogram_row = histogram_frame.row(0, named=True) if histogram_frame.width else {}
-    tops = {
-        i: [TopValue(value=_json_scalar(v), count=n) for v, n in top.iter_rows()]
-        for i, top in zip(strings, top_frames, strict=True)
-    }
-
-    columns = [
-        ColumnProfile(
-            name=name,
-            dtype=_dtype_name(dtype),
-            null_count=stats[f"nulls{i}"],
-            distinct_count=stats[f"distinct{i}"],
-            min=_json_scalar(stats[f"min{i}"]),
-            max=_json_scalar(stats[f"max{i}"]),
-            mean=stats.get(f"mean{i}"),
-            histogram=_histogram(histogram_row, i, ranges.get(i)),
-            top=tops.get(i),
-        )
-        for i, (name, dtype) in enumerate(schema)
-    ]
-    preview = [
-        {key: _json_scalar(value) for key, value in row.items()}
-        for row in df.head(PREVIEW_ROWS).iter_rows(named=True)
-    ]
-    return TableResult(rows=df.height, columns=columns, preview=preview, delimiter=delimiter)
-
-
-def _numeric(dtype: pl.DataType) -> bool:
-    return dtype.is_numeric()
-
-
-def _finite(column: str) -> pl.Expr:
-    # Histograms skip infinities: one infinite value would make every bin infinitely wide.
-    values = pl.col(column).cast(pl.Float64)
-    return values.filter(values.is_finite())
-
-
-def _stat_exprs(schema: list[tuple[str, pl.DataType]]) -> list[pl.Expr]:
-    # Aliases are positional so that no column name, however odd, can collide with another.
-    exprs: list[pl.Expr] = []
-    for i, (name, dtype) in enumerate(schema):
-        col = pl.col(name)
-        exprs += [
-            col.null_count().alias(f"nulls{i}"),
-            col.drop_nulls().n_unique().alias(f"distinct{i}"),
-            col.min().alias(f"min{i}"),
-            col.max().alias(f"max{i}"),
-        ]
-        if _numeric(dtype):
-            finite = _finite(name)
-            exprs += [
-                col.cast(pl.Float64).mean().alias(f"mean{i}"),
-                finite.min().alias(f"lo{i}"),
-                finite.max().alias(f"hi{i}"),
-                finite.len().alias(f"n{i}"),
-            ]
-    return exprs
-
-
-def _finite_range(stats: dict[str, Any], i: int) -> tuple[float, float, int] | None:
-    lo, hi, n = stats[f"lo{i}"], stats[f"hi{i}"], stats[f"n{i}"]
-    if lo is None or hi is None or not n:
-        return None
-    return float(lo), float(hi), int(n)
-
-
-def _histogram_exprs(
-    schema: list[tuple[str, pl.DataType]], ranges: dict[int, tuple[float, float, int] | None]
-) -> list[pl.Expr]:
-    exprs: list[pl.Expr] = []
-    for i, bounds in ranges.items():
-        if bounds is None or bounds[0] == bounds[1]:
-            continue
-        lo, hi, _ = bounds
-        width = (hi - lo) / BINS
-        # Clipping puts the maximum, which would index bin BINS, into the last bin.
-        index = ((_finite(schema[i][0]) - lo) / width).floor().clip(0, BINS - 1)
-        exprs += [(index == b).sum().alias(f"bin{i}_{b}") for b in range(BINS)]
-    return exprs
-
-
-def _histogram(
-    row: dict[str, Any], i: int, bounds: tuple[float, float, int] | None
-) -> Histogram | None:
-    if bounds is None:
-        return None
-    lo, hi, n = bounds
-    if lo == hi:
-        return Histogram(edges=[lo, hi], counts=[n])
-    width = (hi - lo) / BINS
-    # The last edge is the maximum itself, not lo + BINS * width with its rounding error.
-    edges = [lo + b * width for b in range(BINS)] + [hi]
-    return Histogram(edges=edges, counts=[int(row[f"bin{i}_{b}"]) for b in range(BINS)])
-
-
-def _top_query(frame: pl.LazyFrame, column: str) -> pl.LazyFrame:
-    return (
-        frame.select(pl.col(column).drop_nulls().alias("value"))
-        .group_by("value")
-        .agg(pl.len().alias("count"))
-        .sort(["count", "value"], descending=[True, False])
-        .head(TOP_VALUES)
-    )
-
-
-def _dtype_name(dtype: pl.DataType) -> str:
-    if dtype == pl.String:
-        return "str"
-    if dtype == pl.Boolean:
-        return "bool"
-    # Parametrised types (Datetime's unit and zone) keep just their family name.
-    return type(dtype).__name__.lower()
-
-
-# Text cells are cut to this many characters in the result (preview, top, min/max):
-# a profile describes the data, it does not carry it, and it must fit in one event.
-MAX_TEXT = 200
-
-
-def _json_scalar(value: object) -> Any:
-    """Make a polars cell JSON-friendly: temporal values as ISO strings, long text cut."""
-    if isinstance(value, str):
-        return value if len(value) <= MAX_TEXT else value[: MAX_TEXT - 1] + "…"
-    if value is None or isinstance(value, bool | int | float):
-        return value
-    if isinstance(value, dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, dt.timedelta):
-        return value.total_seconds()
-    if isinstance(value, Decimal):
-        return float(value) if value.is_finite() else None
-    return str(value)

@@ -9,6 +9,7 @@ import pytest
 
 from actors.processors.base import FileInfo, Processor
 from actors.processors.generic import GenericProcessor
+from actors.processors.image import ImageProcessor
 from actors.processors.registry import load_processors, pick
 from actors.processors.tabular import TabularProcessor
 from schemas.results import FileResult, Result
@@ -24,13 +25,16 @@ class Fake:
     def accepts(self, mime: str) -> bool:
         return mime in self.mimes
 
-    def run(self, source: Path, info: FileInfo) -> Result:
+    def run(self, source: Path, info: FileInfo, out: Path) -> Result:
         raise NotImplementedError
 
 
 def test_load_processors_orders_by_priority() -> None:
     processors = load_processors()
-    assert [type(p) for p in processors] == [TabularProcessor, GenericProcessor]
+    assert {type(p) for p in processors} == {TabularProcessor, ImageProcessor, GenericProcessor}
+    assert type(processors[-1]) is GenericProcessor
+    priorities = [p.priority for p in processors]
+    assert priorities == sorted(priorities, reverse=True)
 
 
 @pytest.mark.parametrize(
@@ -39,7 +43,11 @@ def test_load_processors_orders_by_priority() -> None:
         ("text/csv", "tabular"),
         ("text/tab-separated-values", "tabular"),
         ("text/plain", "generic"),
-        ("image/png", "generic"),
+        ("application/x-ndjson", "tabular"),
+        ("application/vnd.apache.parquet", "tabular"),
+        ("image/png", "image"),
+        ("image/webp", "image"),
+        ("image/bmp", "generic"),
     ],
 )
 def test_pick_from_installed(mime: str, name: str) -> None:
@@ -62,6 +70,8 @@ def test_generic_reports_upload_facts(tmp_path: Path) -> None:
     path = tmp_path / "blob.bin"
     path.write_bytes(b"\x00\x01")
     info = FileInfo(filename="blob.bin", size=2, sha256="ab" * 32, mime="application/octet-stream")
-    assert GenericProcessor().run(path, info) == FileResult(
+    out = tmp_path / "out"
+    out.mkdir()
+    assert GenericProcessor().run(path, info, out) == FileResult(
         size=2, sha256="ab" * 32, mime="application/octet-stream"
     )

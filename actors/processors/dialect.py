@@ -1,0 +1,134 @@
+"""How a delimited text file is written: encoding, delimiter, quote, header, column names."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+from pathlib import Path
+
+import msgspec
+
+from actors.errors import BadFile
+from actors.processors.detect import HEAD_SIZE, decode_text, sniff_delimiter
+
+BOM = codecs.BOM_UTF8
+TRANSCODE_CHUNK = 4 * 1024 * 1024
+
+
+class Dialect(msgspec.Struct, frozen=True, kw_only=True):
+    encoding: str
+    """utf-8, utf-8-sig or latin-1."""
+    delimiter: str
+    quote: str
+    header: bool
+    names: list[str]
+
+
+def sniff(source: Path, fallback_delimiter: str) -> Dialect:
+    """Judge the dialect from the first `HEAD_SIZE` bytes."""
+    with source.open("rb") as f:
+        head = f.read(HEAD_SIZE)
+    if not head.strip().strip(BOM):
+        raise BadFile("empty file")
+    if b"\x00" in head:
+        raise BadFile("not a text file: binary content where CSV was expected")
+    text = decode_text(head)
+    if text is None:
+        raise BadFile("not a text file: control bytes where CSV was expected")
+    encoding = _encoding(head)
+    delimiter = sniff_delimiter(text) or fallback_delimiter
+    quote = _quote(text, delimiter)
+    first = _first_record(text, delimiter, quote)
+    if not first:
+        raise BadFile("empty file")
+    header = _has_header(text, delimiter)
+    names = _unique_names(first) if header else [f"column_{i + 1}" for i in range(len(first))]
+    return Dialect(encoding=encoding, delimiter=delimiter, quote=quote, header=header, names=names)
+
+
+def _encoding(head: bytes) -> str:
+    if head.startswith(BOM):
+        return "utf-8-sig"
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return "latin-1"
+    return "utf-8"
+
+
+def _quote(text: str, delimiter: str) -> str:
+    try:
+        quote = csv.Sniffer().sniff(text[:HEAD_SIZE], delimiters=delimiter).quotechar
+    except csv.Error:
+        return '"'
+    # The Sniffer answers '"' when it saw no quoting at all; a single quote is only believed
+    # when it actually wraps fields, since apostrophes are common in text.
+    return quote if quote and quote in "\"'" else '"'
+
+
+def _first_record(text: str, delimiter: str, quote: str) -> list[str]:
+    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")), delimiter=delimiter, quotechar=quote)
+    try:
+        for record in reader:
+            if record:
+                return record
+    except csv.Error:
+        pass
+    return []
+
+
+def _has_header(text: str, delimiter: str) -> bool:
+    sample = text.lstrip("\ufeff")[: 16 * 1024]
+    if sample.count("\n") < 2:
+        # A single line is a header of an empty table far more often than one row of data.
+        return True
+    try:
+        return csv.Sniffer().has_header(sample)
+    except csv.Error:
+        return True
+
+
+def _unique_names(record: list[str]) -> list[str]:
+    """Header names, blank ones named by position and repeats numbered, so all are distinct."""
+    names: list[str] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(record):
+        base = raw.strip() or f"column_{i + 1}"
+        name, n = base, 1
+        while name in seen:
+            n += 1
+            name = f"{base}_{n}"
+        seen.add(name)
+        names.append(name)
+    return names
+
+
+def readable(source: Path, encoding: str, work: Path) -> tuple[Path, bool]:
+    """A UTF-8 version of `source` (itself when it already is) and whether bytes were replaced.
+
+    polars reads only UTF-8, and its line reader refuses invalid bytes, so a Latin-1 file
+    is transcoded and a UTF-8 file with invalid bytes is rewritten with U+FFFD in their place.
+    """
+    if encoding == "latin-1":
+        return _transcode(source, work / "utf8.csv", "latin-1"), False
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    with source.open("rb") as f:
+        try:
+            while chunk := f.read(TRANSCODE_CHUNK):
+                # ASCII is valid UTF-8 and far the most common case: skip decoding it.
+                if not chunk.isascii():
+                    decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return _transcode(source, work / "utf8.csv", "utf-8"), True
+    return source, False
+
+
+def _transcode(source: Path, target: Path, encoding: str) -> Path:
+    decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+    with source.open("rb") as src, target.open("wb") as dst:
+        while chunk := src.read(TRANSCODE_CHUNK):
+            dst.write(decoder.decode(chunk).encode("utf-8"))
+        dst.write(decoder.decode(b"", final=True).encode("utf-8"))
+    return target

@@ -1,0 +1,373 @@
+"""Column statistics over a typed table on disk (Parquet), in bounded memory.
+
+Every query streams over the file and keeps only small state: aggregates, at most
+`QUANTILE_BINS` histogram bins, value counts of columns with few distinct values, or
+value counts inside one narrow histogram bin. Nothing holds a whole column.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Final
+
+import polars as pl
+
+from schemas.results import (
+    ColumnProfile,
+    Histogram,
+    Quantiles,
+    TimeHistogram,
+    TopValue,
+)
+
+PREVIEW_ROWS = 20
+TOP_VALUES = 10
+BINS = 20
+DISTINCT_BOUND = 100_000
+"""Distinct counts are exact when the HyperLogLog estimate is at most this, else the estimate."""
+QUANTILE_BINS = 4096
+EXACT_CAP = 1_000_000
+"""Values in one histogram bin that are counted exactly rather than narrowed further."""
+MAX_DEPTH = 8
+DUPLICATE_BUCKET = 2_000_000
+"""Row hashes checked per pass when counting duplicate rows."""
+TOP_CANDIDATE_BATCH = 1_000_000
+TOP_CANDIDATES = 1_000
+QUANTILE_POINTS = (0.05, 0.25, 0.5, 0.75, 0.95)
+MAX_TEXT = 200
+"""Text cells are cut to this many characters in a result: a profile describes the data,
+it does not carry it, and it must fit in one event."""
+
+ENGINE: Final = "streaming"
+
+
+def profile_columns(path: Path) -> tuple[int, list[ColumnProfile]]:
+    frame = pl.scan_parquet(path)
+    schema = list(frame.collect_schema().items())
+    if not schema:
+        return 0, []
+    stats = frame.select(_stat_exprs(schema)).collect(engine=ENGINE).row(0, named=True)
+    rows = int(stats["rows"])
+    exact = [
+        i
+        for i, (_, dtype) in enumerate(schema)
+        if stats[f"approx{i}"] <= DISTINCT_BOUND and dtype != pl.Null
+    ]
+    distinct = dict.fromkeys(range(len(schema)), 0)
+    for i in range(len(schema)):
+        distinct[i] = int(stats[f"approx{i}"])
+    if exact:
+        counts = (
+            frame.select(
+                [pl.col(schema[i][0]).drop_nulls().n_unique().alias(f"d{i}") for i in exact]
+            )
+            .collect(engine=ENGINE)
+            .row(0, named=True)
+        )
+        for i in exact:
+            distinct[i] = int(counts[f"d{i}"])
+    columns = []
+    for i, (name, dtype) in enumerate(schema):
+        numeric = dtype.is_numeric()
+        temporal = dtype.is_temporal() and dtype != pl.Duration and dtype != pl.Time
+        finite = _finite_range(stats, i) if numeric else None
+        textual = dtype in (pl.String, pl.Boolean, pl.Categorical)
+        top, top_exact = (
+            _top(frame, name, small=i in exact, rows=rows) if textual and rows else (None, True)
+        )
+        columns.append(
+            ColumnProfile(
+                name=name,
+                dtype=_dtype_name(dtype),
+                count=int(stats[f"count{i}"]),
+                null_count=int(stats[f"nulls{i}"]),
+                distinct_count=distinct[i],
+                distinct_exact=i in exact or distinct[i] == 0,
+                min=json_scalar(stats[f"min{i}"]),
+                max=json_scalar(stats[f"max{i}"]),
+                mean=_float(stats.get(f"mean{i}")),
+                std=_float(stats.get(f"std{i}")),
+                histogram=_histogram(frame, name, finite) if finite else None,
+                quantiles=_quantiles(frame, name, finite) if finite else None,
+                time_histogram=_time_histogram(frame, name, dtype, stats, i) if temporal else None,
+                top=top,
+                top_exact=top_exact,
+                min_length=stats.get(f"minlen{i}"),
+                max_length=stats.get(f"maxlen{i}"),
+                mean_length=_float(stats.get(f"meanlen{i}")),
+            )
+        )
+    return rows, columns
+
+
+def preview(path: Path) -> list[dict[str, Any]]:
+    head = pl.scan_parquet(path).head(PREVIEW_ROWS).collect()
+    return [{k: json_scalar(v) for k, v in row.items()} for row in head.iter_rows(named=True)]
+
+
+def duplicate_rows(path: Path, rows: int, work: Path) -> int:
+    """Rows equal to an earlier row, exactly: distinct row hashes counted bucket by bucket."""
+    if rows < 2:
+        return 0
+    frame = pl.scan_parquet(path)
+    row_hash = pl.struct(pl.all()).hash(seed=0).alias("h")
+    if rows <= DUPLICATE_BUCKET:
+        unique = frame.select(row_hash.n_unique()).collect(engine=ENGINE).item()
+        return rows - int(unique)
+    hashes = work / "row-hashes.parquet"
+    frame.select(row_hash).sink_parquet(hashes)
+    buckets = math.ceil(rows / DUPLICATE_BUCKET)
+    scan = pl.scan_parquet(hashes)
+    unique = 0
+    for b in range(buckets):
+        part = scan.filter(pl.col("h") % buckets == b).select(pl.col("h").n_unique())
+        unique += int(part.collect(engine=ENGINE).item())
+    hashes.unlink()
+    return rows - unique
+
+
+def _stat_exprs(schema: list[tuple[str, pl.DataType]]) -> list[pl.Expr]:
+    # Aliases are positional so that no column name, however odd, can collide with another.
+    exprs: list[pl.Expr] = [pl.len().alias("rows")]
+    for i, (name, dtype) in enumerate(schema):
+        col = pl.col(name)
+        exprs += [
+            col.count().alias(f"count{i}"),
+            col.null_count().alias(f"nulls{i}"),
+            col.approx_n_unique().alias(f"approx{i}"),
+            col.min().alias(f"min{i}"),
+            col.max().alias(f"max{i}"),
+        ]
+        if dtype.is_numeric():
+            values = col.cast(pl.Float64)
+            finite = values.filter(values.is_finite())
+            exprs += [
+                values.mean().alias(f"mean{i}"),
+                values.std(ddof=1).alias(f"std{i}"),
+                finite.min().alias(f"lo{i}"),
+                finite.max().alias(f"hi{i}"),
+                finite.len().alias(f"n{i}"),
+            ]
+        elif dtype.is_temporal():
+            physical = col.to_physical()
+            exprs += [physical.min().alias(f"tlo{i}"), physical.max().alias(f"thi{i}")]
+        elif dtype == pl.String:
+            length = col.str.len_chars()
+            exprs += [
+                length.min().alias(f"minlen{i}"),
+                length.max().alias(f"maxlen{i}"),
+                length.mean().alias(f"meanlen{i}"),
+            ]
+    return exprs
+
+
+def _finite_range(stats: dict[str, Any], i: int) -> tuple[float, float, int] | None:
+    lo, hi, n = stats[f"lo{i}"], stats[f"hi{i}"], stats[f"n{i}"]
+    if lo is None or hi is None or not n:
+        return None
+    return float(lo), float(hi), int(n)
+
+
+def _finite_values(name: str) -> pl.Expr:
+    values = pl.col(name).cast(pl.Float64)
+    return values.filter(values.is_finite())
+
+
+def _bin_index(values: pl.Expr, lo: float, hi: float, bins: int) -> pl.Expr:
+    # Clipping puts the maximum, which would index bin `bins`, into the last bin.
+    return ((values - lo) / ((hi - lo) / bins)).floor().clip(0, bins - 1).cast(pl.Int64)
+
+
+def _bin_counts(frame: pl.LazyFrame, values: pl.Expr, lo: float, hi: float, bins: int) -> list[int]:
+    counted = (
+        frame.select(_bin_index(values, lo, hi, bins).alias("bin"))
+        .group_by("bin")
+        .agg(pl.len().alias("n"))
+        .collect(engine=ENGINE)
+    )
+    counts = [0] * bins
+    for b, n in counted.iter_rows():
+        counts[b] = n
+    return counts
+
+
+def _histogram(frame: pl.LazyFrame, name: str, finite: tuple[float, float, int]) -> Histogram:
+    lo, hi, n = finite
+    if lo == hi:
+        return Histogram(edges=[lo, hi], counts=[n])
+    width = (hi - lo) / BINS
+    # The last edge is the maximum itself, not lo + BINS * width with its rounding error.
+    edges = [lo + b * width for b in range(BINS)] + [hi]
+    return Histogram(edges=edges, counts=_bin_counts(frame, _finite_values(name), lo, hi, BINS))
+
+
+def _quantiles(frame: pl.LazyFrame, name: str, finite: tuple[float, float, int]) -> Quantiles:
+    """Exact quantiles of the finite values, linearly interpolated between ranks.
+
+    A histogram finds the bin holding each wanted rank; a bin small enough is counted value
+    by value, a larger one is split into its own histogram, and so on: memory stays bounded
+    by `EXACT_CAP` distinct values whatever the column's size.
+    """
+    lo, hi, n = finite
+    positions = [q * (n - 1) for q in QUANTILE_POINTS]
+    ranks = sorted({r for p in positions for r in (math.floor(p), math.ceil(p))})
+    column = frame.select(_finite_values(name).alias("v"))
+    values = _values_at_ranks(column, ranks, lo, hi, pl.lit(True), 0)
+    found = []
+    for p in positions:
+        below, above = values[math.floor(p)], values[math.ceil(p)]
+        found.append(below + (p - math.floor(p)) * (above - below))
+    return Quantiles(**dict(zip(("p5", "p25", "p50", "p75", "p95"), found, strict=True)))
+
+
+def _values_at_ranks(
+    column: pl.LazyFrame,
+    ranks: list[int],
+    lo: float,
+    hi: float,
+    within: pl.Expr,
+    depth: int,
+) -> dict[int, float]:
+    """The value at each 0-based rank among the values `v` of `column` where `within` holds."""
+    if lo == hi:
+        return dict.fromkeys(ranks, lo)
+    values = pl.col("v")
+    counts = _bin_counts(column.filter(within), values, lo, hi, QUANTILE_BINS)
+    width = (hi - lo) / QUANTILE_BINS
+    found: dict[int, float] = {}
+    wanted: dict[int, list[int]] = {}
+    before = 0
+    starts = []
+    for count in counts:
+        starts.append(before)
+        before += count
+    for rank in ranks:
+        b = next(b for b in range(QUANTILE_BINS) if starts[b] + counts[b] > rank)
+        wanted.setdefault(b, []).append(rank)
+    for b, in_bin in wanted.items():
+        member = within & (_bin_index(values, lo, hi, QUANTILE_BINS) == b)
+        relative = [r - starts[b] for r in in_bin]
+        if counts[b] <= EXACT_CAP or depth >= MAX_DEPTH:
+            exact = _exact_ranks(column, member, relative)
+        else:
+            b_lo = lo + b * width
+            b_hi = hi if b == QUANTILE_BINS - 1 else lo + (b + 1) * width
+            exact = _values_at_ranks(column, relative, b_lo, b_hi, member, depth + 1)
+        for r, rel in zip(in_bin, relative, strict=True):
+            found[r] = exact[rel]
+    return found
+
+
+def _exact_ranks(column: pl.LazyFrame, within: pl.Expr, ranks: list[int]) -> dict[int, float]:
+    # Value counts rather than the values: a bin of one repeated value stays one row.
+    counted = (
+        column.filter(within)
+        .group_by("v")
+        .agg(pl.len().alias("n"))
+        .sort("v")
+        .collect(engine=ENGINE)
+    )
+    found: dict[int, float] = {}
+    seen = 0
+    pending = sorted(ranks)
+    for value, n in counted.iter_rows():
+        seen += n
+        while pending and pending[0] < seen:
+            found[pending.pop(0)] = float(value)
+    return found
+
+
+def _time_histogram(
+    frame: pl.LazyFrame, name: str, dtype: pl.DataType, stats: dict[str, Any], i: int
+) -> TimeHistogram | None:
+    lo, hi = stats.get(f"tlo{i}"), stats.get(f"thi{i}")
+    if lo is None or hi is None:
+        return None
+    to_iso = _physical_to_iso(dtype)
+    if lo == hi:
+        return TimeHistogram(edges=[to_iso(lo), to_iso(hi)], counts=[int(stats[f"count{i}"])])
+    physical = pl.col(name).to_physical().drop_nulls().cast(pl.Float64)
+    counts = _bin_counts(frame, physical, float(lo), float(hi), BINS)
+    width = (hi - lo) / BINS
+    edges = [to_iso(lo + b * width) for b in range(BINS)] + [to_iso(hi)]
+    return TimeHistogram(edges=edges, counts=counts)
+
+
+def _physical_to_iso(dtype: pl.DataType) -> Any:
+    if isinstance(dtype, pl.Datetime):
+        per_second = {"ns": 1e9, "us": 1e6, "ms": 1e3}[dtype.time_unit or "us"]
+        epoch = dt.datetime(1970, 1, 1)
+        return lambda v: (epoch + dt.timedelta(seconds=v / per_second)).isoformat()
+    day0 = dt.datetime(1970, 1, 1)
+    # Date bins may fall inside a day: their edges keep the time of day.
+    return lambda v: (day0 + dt.timedelta(days=v)).isoformat()
+
+
+def _top(frame: pl.LazyFrame, name: str, *, small: bool, rows: int) -> tuple[list[TopValue], bool]:
+    """The most frequent values; exact for few distinct values, else from candidates."""
+    values = frame.select(pl.col(name).drop_nulls().cast(pl.String).alias("value"))
+    if not small:
+        candidates = _top_candidates(values, rows)
+        values = values.filter(pl.col("value").is_in(candidates))
+    top = (
+        values.group_by("value")
+        .agg(pl.len().alias("count"))
+        .sort(["count", "value"], descending=[True, False])
+        .head(TOP_VALUES)
+        .collect(engine=ENGINE)
+    )
+    return [TopValue(value=json_scalar(v), count=n) for v, n in top.iter_rows()], small
+
+
+def _top_candidates(values: pl.LazyFrame, rows: int) -> list[str]:
+    """Values frequent within some batch of rows: a value frequent overall must be one."""
+    candidates: set[str] = set()
+    for offset in range(0, rows, TOP_CANDIDATE_BATCH):
+        batch = (
+            values.slice(offset, TOP_CANDIDATE_BATCH)
+            .group_by("value")
+            .agg(pl.len().alias("n"))
+            .filter(pl.col("n") > 1)
+            .sort("n", descending=True)
+            .head(TOP_CANDIDATES)
+            .collect(engine=ENGINE)
+        )
+        candidates.update(batch["value"].to_list())
+    return sorted(candidates)
+
+
+def _dtype_name(dtype: pl.DataType) -> str:
+    if dtype == pl.String:
+        return "str"
+    if dtype == pl.Boolean:
+        return "bool"
+    # Parametrised types (Datetime's unit and zone) keep just their family name.
+    return type(dtype).__name__.lower()
+
+
+def _float(value: object) -> float | None:
+    if value is None:
+        return None
+    number = float(value)  # type: ignore[arg-type]
+    # JSON has no NaN or infinity: a mean over infinite values is reported as unknown.
+    return number if math.isfinite(number) else None
+
+
+def json_scalar(value: object) -> Any:
+    """Make a polars cell JSON-friendly: temporal values as ISO strings, long text cut."""
+    if isinstance(value, str):
+        return value if len(value) <= MAX_TEXT else value[: MAX_TEXT - 1] + "…"
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, Decimal):
+        return float(value) if value.is_finite() else None
+    return str(value)

@@ -1,0 +1,55 @@
+"""A job's artifacts (exports, charts, thumbnails), as short-lived presigned GET URLs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+from litestar import Request, get
+
+from gateway.errors import NotFound
+from gateway.jobs import parse_job_id
+from gateway.services import Services
+from schemas.api import ArtifactLink, ArtifactList
+from schemas.results import Artifact
+
+# The list comes from the job's `processed` event as persisted: what the stream says the
+# processor produced, not whatever happens to sit under the job's prefix in the bucket.
+_QUERY = """
+SELECT (SELECT e.envelope -> 'data' -> 'artifacts' FROM job_events e
+         WHERE e.job_id = j.job_id AND e.type = 'processed'
+         ORDER BY e.seq DESC LIMIT 1) AS artifacts
+  FROM jobs j
+ WHERE j.job_id = $1 AND j.owner = $2
+"""
+_decoder = msgspec.json.Decoder(list[Artifact] | None)
+
+
+@get("/v1/jobs/{job_id:str}/artifacts", summary="Files the processor produced, with download URLs")
+async def list_artifacts(
+    job_id: str, request: Request[str, Any, Any], services: Services
+) -> ArtifactList:
+    uid = parse_job_id(job_id)
+    row = await services.pool.fetchrow(_QUERY, uid, request.user)
+    if row is None:
+        raise NotFound(f"no job {job_id}")
+    raw = row["artifacts"]
+    artifacts = _decoder.decode(raw) if raw is not None else None
+    ttl = services.settings.presign_ttl_seconds
+    links = [
+        ArtifactLink(
+            name=a.name,
+            content_type=a.content_type,
+            size=a.size,
+            url=await services.s3_public.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": services.settings.s3_bucket, "Key": a.key},
+                ExpiresIn=ttl,
+            ),
+        )
+        for a in artifacts or []
+    ]
+    return ArtifactList(
+        job_id=uid, artifacts=links, expires_at=datetime.now(UTC) + timedelta(seconds=ttl)
+    )

@@ -1,0 +1,1 @@
+"""`conveyor bench SUITE`: figures measured against a ceiling in the same run."""
