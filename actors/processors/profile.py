@@ -29,12 +29,13 @@ BINS = 20
 DISTINCT_BOUND = 100_000
 """Distinct counts are exact when the HyperLogLog estimate is at most this, else the estimate."""
 QUANTILE_BINS = 4096
-EXACT_CAP = 1_000_000
+EXACT_CAP = 250_000
 """Values in one histogram bin that are counted exactly rather than narrowed further."""
 MAX_DEPTH = 8
 DUPLICATE_BUCKET = 2_000_000
 """Row hashes checked per pass when counting duplicate rows."""
-TOP_CANDIDATE_BATCH = 1_000_000
+TOP_CANDIDATE_BATCH = 250_000
+TOP_SAMPLE_BATCHES = 4
 TOP_CANDIDATES = 1_000
 QUANTILE_POINTS = (0.05, 0.25, 0.5, 0.75, 0.95)
 MAX_TEXT = 200
@@ -49,7 +50,12 @@ def profile_columns(path: Path) -> tuple[int, list[ColumnProfile]]:
     schema = list(frame.collect_schema().items())
     if not schema:
         return 0, []
-    stats = frame.select(_stat_exprs(schema)).collect(engine=ENGINE).row(0, named=True)
+    # One query per column: each reads just its column, and the streaming engine's buffers
+    # for several columns at once would add up to more than the memory budget.
+    stats: dict[str, Any] = {}
+    for i, column in enumerate(schema):
+        query = frame.select(_stat_exprs([column], offset=i))
+        stats.update(query.collect(engine=ENGINE).row(0, named=True))
     rows = int(stats["rows"])
     exact = [
         i
@@ -60,15 +66,8 @@ def profile_columns(path: Path) -> tuple[int, list[ColumnProfile]]:
     for i in range(len(schema)):
         distinct[i] = int(stats[f"approx{i}"])
     if exact:
-        counts = (
-            frame.select(
-                [pl.col(schema[i][0]).drop_nulls().n_unique().alias(f"d{i}") for i in exact]
-            )
-            .collect(engine=ENGINE)
-            .row(0, named=True)
-        )
         for i in exact:
-            distinct[i] = int(counts[f"d{i}"])
+            distinct[i] = _distinct(frame, pl.col(schema[i][0]))
     columns = []
     for i, (name, dtype) in enumerate(schema):
         numeric = dtype.is_numeric()
@@ -103,6 +102,13 @@ def profile_columns(path: Path) -> tuple[int, list[ColumnProfile]]:
     return rows, columns
 
 
+def _distinct(frame: pl.LazyFrame, expr: pl.Expr) -> int:
+    # unique() streams with a hash set of the distinct values; n_unique() would first
+    # gather the whole column.
+    query = frame.select(expr.alias("x")).drop_nulls().unique().select(pl.len())
+    return int(query.collect(engine=ENGINE).item())
+
+
 def preview(path: Path) -> list[dict[str, Any]]:
     head = pl.scan_parquet(path).head(PREVIEW_ROWS).collect()
     return [{k: json_scalar(v) for k, v in row.items()} for row in head.iter_rows(named=True)]
@@ -115,24 +121,22 @@ def duplicate_rows(path: Path, rows: int, work: Path) -> int:
     frame = pl.scan_parquet(path)
     row_hash = pl.struct(pl.all()).hash(seed=0).alias("h")
     if rows <= DUPLICATE_BUCKET:
-        unique = frame.select(row_hash.n_unique()).collect(engine=ENGINE).item()
-        return rows - int(unique)
+        return rows - _distinct(frame, row_hash)
     hashes = work / "row-hashes.parquet"
     frame.select(row_hash).sink_parquet(hashes)
     buckets = math.ceil(rows / DUPLICATE_BUCKET)
     scan = pl.scan_parquet(hashes)
     unique = 0
     for b in range(buckets):
-        part = scan.filter(pl.col("h") % buckets == b).select(pl.col("h").n_unique())
-        unique += int(part.collect(engine=ENGINE).item())
+        unique += _distinct(scan.filter(pl.col("h") % buckets == b), pl.col("h"))
     hashes.unlink()
     return rows - unique
 
 
-def _stat_exprs(schema: list[tuple[str, pl.DataType]]) -> list[pl.Expr]:
+def _stat_exprs(schema: list[tuple[str, pl.DataType]], *, offset: int = 0) -> list[pl.Expr]:
     # Aliases are positional so that no column name, however odd, can collide with another.
     exprs: list[pl.Expr] = [pl.len().alias("rows")]
-    for i, (name, dtype) in enumerate(schema):
+    for i, (name, dtype) in enumerate(schema, start=offset):
         col = pl.col(name)
         exprs += [
             col.count().alias(f"count{i}"),
@@ -247,36 +251,37 @@ def _values_at_ranks(
     for rank in ranks:
         b = next(b for b in range(QUANTILE_BINS) if starts[b] + counts[b] > rank)
         wanted.setdefault(b, []).append(rank)
-    for b, in_bin in wanted.items():
-        member = within & (_bin_index(values, lo, hi, QUANTILE_BINS) == b)
-        relative = [r - starts[b] for r in in_bin]
-        if counts[b] <= EXACT_CAP or depth >= MAX_DEPTH:
-            exact = _exact_ranks(column, member, relative)
-        else:
-            b_lo = lo + b * width
-            b_hi = hi if b == QUANTILE_BINS - 1 else lo + (b + 1) * width
-            exact = _values_at_ranks(column, relative, b_lo, b_hi, member, depth + 1)
-        for r, rel in zip(in_bin, relative, strict=True):
+    index = _bin_index(values, lo, hi, QUANTILE_BINS)
+    narrow = [b for b in wanted if counts[b] <= EXACT_CAP or depth >= MAX_DEPTH]
+    if narrow:
+        # All narrow bins in one pass: value counts rather than values, so a bin of one
+        # repeated value stays one row.
+        counted = (
+            column.filter(within)
+            .select(index.alias("bin"), values)
+            .filter(pl.col("bin").is_in(narrow))
+            .group_by("bin", "v")
+            .agg(pl.len().alias("n"))
+            .sort("bin", "v")
+            .collect(engine=ENGINE)
+        )
+        for key, part in counted.partition_by("bin", as_dict=True, maintain_order=True).items():
+            b = int(key[0])
+            relative = {r - starts[b]: r for r in wanted[b]}
+            seen = 0
+            for value, n in part.select("v", "n").iter_rows():
+                seen += n
+                for rel in [rel for rel in relative if rel < seen]:
+                    found[relative.pop(rel)] = float(value)
+    for b in wanted:
+        if b in narrow:
+            continue
+        b_lo = lo + b * width
+        b_hi = hi if b == QUANTILE_BINS - 1 else lo + (b + 1) * width
+        offsets = [r - starts[b] for r in wanted[b]]
+        exact = _values_at_ranks(column, offsets, b_lo, b_hi, within & (index == b), depth + 1)
+        for r, rel in zip(wanted[b], offsets, strict=True):
             found[r] = exact[rel]
-    return found
-
-
-def _exact_ranks(column: pl.LazyFrame, within: pl.Expr, ranks: list[int]) -> dict[int, float]:
-    # Value counts rather than the values: a bin of one repeated value stays one row.
-    counted = (
-        column.filter(within)
-        .group_by("v")
-        .agg(pl.len().alias("n"))
-        .sort("v")
-        .collect(engine=ENGINE)
-    )
-    found: dict[int, float] = {}
-    seen = 0
-    pending = sorted(ranks)
-    for value, n in counted.iter_rows():
-        seen += n
-        while pending and pending[0] < seen:
-            found[pending.pop(0)] = float(value)
     return found
 
 
@@ -323,9 +328,11 @@ def _top(frame: pl.LazyFrame, name: str, *, small: bool, rows: int) -> tuple[lis
 
 
 def _top_candidates(values: pl.LazyFrame, rows: int) -> list[str]:
-    """Values frequent within some batch of rows: a value frequent overall must be one."""
+    """Values repeated within sample batches spread over the file (start to end), so that
+    sorted or clustered data still offers its frequent values."""
     candidates: set[str] = set()
-    for offset in range(0, rows, TOP_CANDIDATE_BATCH):
+    step = max(rows // TOP_SAMPLE_BATCHES, 1)
+    for offset in range(0, rows, step)[:TOP_SAMPLE_BATCHES]:
         batch = (
             values.slice(offset, TOP_CANDIDATE_BATCH)
             .group_by("value")

@@ -27,6 +27,8 @@ NULL_MARKERS = ["", "NA", "N/A", "null", "NaN"]
 EXPORT_PARQUET = "export.parquet"
 EXPORT_CSV = "export.csv"
 ENGINE: Final = "streaming"
+# Snappy: several times faster to write than zstd and readable by every Parquet reader.
+COMPRESSION: Final = "snappy"
 _ROW = "\x00row"  # a row-number column name no header can hold (polars refuses NUL in CSV names)
 
 
@@ -65,7 +67,7 @@ def _run(source: Path, info: FileInfo, out: Path, work: Path) -> TableResult:
         )
         raw = _scan_delimited(source, dialect, skipped)
         typed, replaced = _typed(raw, count_replaced=invalid)
-        typed.sink_parquet(export, engine=ENGINE)
+        typed.sink_parquet(export, engine=ENGINE, compression=COMPRESSION)
         extra = {
             "delimiter": dialect.delimiter,
             "encoding": dialect.encoding,
@@ -76,10 +78,10 @@ def _run(source: Path, info: FileInfo, out: Path, work: Path) -> TableResult:
         }
         fmt = "csv"
     elif info.mime == NDJSON:
-        _flat(pl.scan_ndjson(source, infer_schema_length=None)).sink_parquet(export, engine=ENGINE)
+        _flat(pl.scan_ndjson(source, infer_schema_length=None)).sink_parquet(export, engine=ENGINE, compression=COMPRESSION)
         extra, fmt = {}, "jsonl"
     else:
-        _flat(pl.scan_parquet(source)).sink_parquet(export, engine=ENGINE)
+        _flat(pl.scan_parquet(source)).sink_parquet(export, engine=ENGINE, compression=COMPRESSION)
         extra, fmt = {}, "parquet"
 
     rows, columns = profile_columns(export)
