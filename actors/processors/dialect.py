@@ -42,7 +42,7 @@ def sniff(source: Path, fallback_delimiter: str) -> Dialect:
     first = _first_record(text, delimiter, quote)
     if not first:
         raise BadFile("empty file")
-    header = _has_header(text, delimiter)
+    header = _has_header(text, delimiter, first)
     names = _unique_names(first) if header else [f"column_{i + 1}" for i in range(len(first))]
     return Dialect(encoding=encoding, delimiter=delimiter, quote=quote, header=header, names=names)
 
@@ -50,11 +50,14 @@ def sniff(source: Path, fallback_delimiter: str) -> Dialect:
 def _encoding(head: bytes) -> str:
     if head.startswith(BOM):
         return "utf-8-sig"
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
-    except UnicodeDecodeError:
-        return "latin-1"
-    return "utf-8"
+    text = codecs.getincrementaldecoder("utf-8")(errors="replace").decode(head, final=False)
+    invalid = text.count("\ufffd")
+    if not invalid:
+        return "utf-8"
+    # Latin-1 text is almost never valid UTF-8 beyond ASCII, so UTF-8 sequences that do
+    # decode outnumbering the invalid bytes mean a UTF-8 file with a few bad bytes.
+    decoded = sum(1 for ch in text if ord(ch) > 0x7F) - invalid
+    return "utf-8" if decoded and decoded >= invalid else "latin-1"
 
 
 def _quote(text: str, delimiter: str) -> str:
@@ -78,8 +81,12 @@ def _first_record(text: str, delimiter: str, quote: str) -> list[str]:
     return []
 
 
-def _has_header(text: str, delimiter: str) -> bool:
-    sample = text.lstrip("\ufeff")[: 16 * 1024]
+def _has_header(text: str, delimiter: str, first: list[str]) -> bool:
+    """A first record without a single number is a header; otherwise ask the Sniffer."""
+    if not any(_numeric(field) for field in first):
+        # Headers are names; data rows of all-text tables are what the Sniffer misjudges.
+        return True
+    sample = text.lstrip("\ufeff")[: 16 * 1024].replace("\r\n", "\n")
     if sample.count("\n") < 2:
         # A single line is a header of an empty table far more often than one row of data.
         return True
@@ -87,6 +94,14 @@ def _has_header(text: str, delimiter: str) -> bool:
         return csv.Sniffer().has_header(sample)
     except csv.Error:
         return True
+
+
+def _numeric(field: str) -> bool:
+    try:
+        float(field.strip())
+    except ValueError:
+        return False
+    return True
 
 
 def _unique_names(record: list[str]) -> list[str]:

@@ -181,8 +181,19 @@ def _finite_values(name: str) -> pl.Expr:
 
 
 def _bin_index(values: pl.Expr, lo: float, hi: float, bins: int) -> pl.Expr:
+    """Bin b holds lo + b*width <= x < lo + (b+1)*width; the last bin also holds hi."""
+    width = (hi - lo) / bins
     # Clipping puts the maximum, which would index bin `bins`, into the last bin.
-    return ((values - lo) / ((hi - lo) / bins)).floor().clip(0, bins - 1).cast(pl.Int64)
+    guess = ((values - lo) / width).floor().clip(0, bins - 1).cast(pl.Int64)
+    # The division can land a hair off (polars multiplies by the reciprocal): compare with
+    # the reported edges themselves, so a value on an edge goes to the bin it starts.
+    return (
+        pl.when((guess < bins - 1) & (values >= lo + (guess + 1) * width))
+        .then(guess + 1)
+        .when((guess > 0) & (values < lo + guess * width))
+        .then(guess - 1)
+        .otherwise(guess)
+    )
 
 
 def _bin_counts(frame: pl.LazyFrame, values: pl.Expr, lo: float, hi: float, bins: int) -> list[int]:

@@ -52,7 +52,7 @@ def skipped_rows(source: Path, *, delimiter: str, quote: str, width: int, header
                 f"{spanned:,} lines inside quoted fields (the limit is {MAX_SPANNING_LINES:,})"
             )
         span_lines = [i for start, end in spans for i in range(start, end + 1)]
-        in_span = pl.col("i").is_in(pl.Series(span_lines, dtype=pl.UInt32))
+        in_span = pl.col("i").is_in(pl.Series(span_lines, dtype=pl.UInt32).implode())
         q = re.escape(quote)
         outside = line.str.replace_all(f"{q}[^{q}]*{q}", "")
         blank = line.str.strip_chars().str.len_bytes() == 0

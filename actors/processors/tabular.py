@@ -78,7 +78,8 @@ def _run(source: Path, info: FileInfo, out: Path, work: Path) -> TableResult:
         }
         fmt = "csv"
     elif info.mime == NDJSON:
-        _flat(pl.scan_ndjson(source, infer_schema_length=None)).sink_parquet(export, engine=ENGINE, compression=COMPRESSION)
+        frame = _flat(pl.scan_ndjson(source, infer_schema_length=None))
+        frame.sink_parquet(export, engine=ENGINE, compression=COMPRESSION)
         extra, fmt = {}, "jsonl"
     else:
         _flat(pl.scan_parquet(source)).sink_parquet(export, engine=ENGINE, compression=COMPRESSION)
@@ -123,7 +124,7 @@ def _scan_delimited(source: Path, dialect: Dialect, skipped: Skipped) -> pl.Lazy
     if skipped.rows:
         raw = (
             raw.with_row_index(_ROW)
-            .filter(~pl.col(_ROW).is_in(pl.Series(skipped.rows, dtype=pl.UInt32)))
+            .filter(~pl.col(_ROW).is_in(pl.Series(skipped.rows, dtype=pl.UInt32).implode()))
             .drop(_ROW)
         )
     return raw
@@ -219,10 +220,15 @@ def _typed(raw: pl.LazyFrame, *, count_replaced: bool) -> tuple[pl.LazyFrame, in
 
 
 def _flat(frame: pl.LazyFrame) -> pl.LazyFrame:
-    """Nested values (lists, structs) as their JSON text: profiled like any text column."""
+    """Nested values (lists, structs) as their JSON text, profiled like any text column; and
+    the types CSV can not hold as something it can: bytes as hex, durations as seconds."""
     exprs = []
     for name, dtype in frame.collect_schema().items():
-        if dtype.is_nested():
+        if dtype == pl.Binary:
+            exprs.append(pl.col(name).bin.encode("hex").alias(name))
+        elif dtype == pl.Duration:
+            exprs.append((pl.col(name).dt.total_microseconds() / 1e6).alias(name))
+        elif dtype.is_nested():
             # json_encode works on structs only: wrap, encode, then unwrap `{"v":` ... `}`.
             wrapped = pl.struct(pl.col(name).alias("v")).struct.json_encode()
             exprs.append(
