@@ -100,6 +100,8 @@ async def test_apply_is_idempotent_and_keeps_the_watermark(
         "size": 3,
         "sha256": "ab" * 32,
         "mime": "a/b",
+        "encoding": None,
+        "lines": None,
     }
     assert await actor.watermark(PARTITION) == base + 100
     assert await actor.watermark(PARTITION + 1) == 0

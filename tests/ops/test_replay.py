@@ -48,7 +48,11 @@ async def test_rebuild_equals_live_state(
 ) -> None:
     nc, pool = clients
     ids = []
-    for content in (b"a,b\n1,2\n3,4\n", b"\x89PNG\r\n\x1a\n" + bytes(64), b"x\n1\n"):
+    for content in (
+        b"a,b\n1,2\n3,4\n",
+        bytes.fromhex("1f8b0800000000000003") + bytes(64),
+        b"x\n1\n",
+    ):
         ticket, _ = await api.submit(content)
         ids.append(ticket["job_id"])
     bad = await api.create_upload(b"12345", size=5)  # never uploaded: rejected
