@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 
+from actors.publisher import Publisher
 from schemas import subjects
+from schemas.events import TERMINAL, Envelope, Failed, follow_up
 
 ORIGINAL_SUBJECT = "Conveyor-Original-Subject"
 ORIGINAL_SEQ = "Conveyor-Original-Seq"
@@ -46,3 +50,22 @@ async def dead_letter(
         stream=subjects.DEAD_LETTER_STREAM,
         headers=out,
     )
+
+
+async def fail_job(
+    js: JetStreamContext, publisher: Publisher, event: Envelope, failed: Failed, *, source: str
+) -> None:
+    """Publish `failed` for `event`'s job, unless the job has already ended: an earlier
+    try may have succeeded and only its ack been lost, or a later event finished the job;
+    a late `failed` must not overturn that."""
+    if event.type in TERMINAL or await _finished(js, event.job_id):
+        return
+    await publisher.publish(follow_up(event, failed, source=source))
+
+
+async def _finished(js: JetStreamContext, job_id: uuid.UUID) -> bool:
+    for kind in TERMINAL:
+        with contextlib.suppress(NotFoundError):
+            await js.get_last_msg(subjects.JOBS_STREAM, subjects.stored_job_event(job_id, kind))
+            return True
+    return False

@@ -24,6 +24,11 @@ from schemas import subjects
 
 log = structlog.get_logger("actors.leases")
 
+LEASE_REFRESH_SECONDS = 2.0
+"""Live members renew their leases this often."""
+LEASE_TTL_SECONDS = 3 * LEASE_REFRESH_SECONDS
+"""The leases bucket's TTL: a dead member's leases lapse after this."""
+
 
 def member_id(pid: int | None = None) -> str:
     """host-pid, in KV key characters, so `conveyor status` names the process."""

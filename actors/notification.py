@@ -31,6 +31,6 @@ class NotificationActor:
             delivery.data,
             headers={subjects.SEQ_HEADER: str(delivery.stream_seq)},
         )
-        # Core publishes are fire-and-forget; flush so the ack follows the relay.
-        await self._nc.flush()
+        # No flush: the ack goes out on this same connection after the relay, and NATS keeps
+        # one connection's messages in order, so it can never overtake it.
         return []

@@ -23,19 +23,19 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from actors.errors import TransientError
-from actors.leases import Leases, member_id
+from actors.leases import LEASE_REFRESH_SECONDS, Leases, member_id
 from actors.persistence import PersistenceActor, Stored
 from schemas import subjects
 from schemas.settings import Settings
 
 log = structlog.get_logger("actors.ordered")
 
-# Leases are renewed this often; the bucket's TTL (see ops.provision) is 3x longer.
-LEASE_REFRESH_SECONDS = 2.0
 # After this long without a message, ask the server whether the consumer still
 # exists and has nothing pending; if not, re-create it (nats.py can stall after a
 # server restart without raising).
 WATCHDOG_SECONDS = 5.0
+# Events per fetch, and so at most per Postgres transaction.
+BATCH = 256
 
 
 class OrderedRuntime:
@@ -44,15 +44,11 @@ class OrderedRuntime:
         actor: PersistenceActor,
         js: JetStreamContext,
         settings: Settings,
-        *,
-        member: str | None = None,
-        batch: int = 256,
     ) -> None:
         self.actor = actor
         self._js = js
         self._settings = settings
-        self._member = member or member_id()
-        self._batch = batch
+        self._member = member_id()
         self.applied = 0
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -126,7 +122,7 @@ class OrderedRuntime:
         try:
             while not halt.is_set():
                 try:
-                    msgs = await sub.fetch(self._batch, timeout=1.0)
+                    msgs = await sub.fetch(BATCH, timeout=1.0)
                 except TimeoutError:
                     if time.monotonic() - idle_since > WATCHDOG_SECONDS:
                         info = await sub.consumer_info()  # NotFoundError: it is gone

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
 
 CHUNK = 1024 * 1024
+UPLOAD_CONCURRENCY = 8
 # Artifact names become the last segment of an S3 key and of a URL: keep them plain.
 ARTIFACT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 CONTENT_TYPES = {
@@ -95,25 +96,37 @@ class ProcessingActor:
         )
 
     async def _store_artifacts(self, event: Envelope, out: Path) -> list[Artifact]:
-        artifacts = []
+        files: list[tuple[Path, int]] = []
         for path, size in await asyncio.to_thread(_files, out):
             if size is None or not ARTIFACT_NAME.fullmatch(path.name):
                 raise PermanentError(f"processor wrote an artifact with a bad name: {path.name!r}")
+            files.append((path, size))
+        # A table with many numeric columns has a chart each: upload several at a time.
+        limit = asyncio.Semaphore(UPLOAD_CONCURRENCY)
+
+        async def store(path: Path, size: int) -> Artifact:
             content_type = CONTENT_TYPES.get(path.suffix) or (
                 mimetypes.guess_type(path.name)[0] or "application/octet-stream"
             )
             key = artifact_key(event.owner, event.job_id, path.name)
-            try:
-                # Managed (multipart) upload: an export may be as large as the upload itself.
-                await self._s3.upload_file(
-                    str(path), self._bucket, key, ExtraArgs={"ContentType": content_type}
-                )
-            except (ClientError, BotoCoreError) as exc:
-                raise TransientError(f"S3 upload of artifact {path.name}: {exc}") from exc
-            artifacts.append(
-                Artifact(name=path.name, key=key, content_type=content_type, size=size)
-            )
-        return artifacts
+            async with limit:
+                try:
+                    # Managed (multipart) upload: an export may be as large as the upload.
+                    await self._s3.upload_file(
+                        str(path), self._bucket, key, ExtraArgs={"ContentType": content_type}
+                    )
+                except (ClientError, BotoCoreError) as exc:
+                    raise TransientError(f"S3 upload of artifact {path.name}: {exc}") from exc
+            return Artifact(name=path.name, key=key, content_type=content_type, size=size)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(store(path, size)) for path, size in files]
+        except ExceptionGroup as failed:
+            # The runtime decides by the error's type (a TransientError is retried later):
+            # hand it the first one, not the group; the TaskGroup cancelled the others.
+            raise failed.exceptions[0] from None
+        return [task.result() for task in tasks]
 
     async def _download(self, data: Verified, target: Path) -> str | None:
         """Fetch exactly the verified object; the reason it can not be, or None."""

@@ -18,19 +18,20 @@ import msgspec
 import structlog
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
 
-from actors.deadletters import dead_letter
+from actors.deadletters import dead_letter, fail_job
 from actors.errors import BadFile, PermanentError, TransientError
 from actors.publisher import REQUEST_ID_HEADER, Publisher
 from schemas import subjects
-from schemas.events import TERMINAL, Envelope, Failed, follow_up
+from schemas.events import Envelope, Failed
 from schemas.settings import Settings
 
 log = structlog.get_logger("actors.runtime")
 
 # Idle this long while the consumer has messages pending: re-create the subscription.
 WATCHDOG_SECONDS = 10.0
+# A fetch waits this long for messages before the loop looks at `stop` again.
+FETCH_SECONDS = 1.0
 
 
 class Delivery(msgspec.Struct, frozen=True, kw_only=True):
@@ -69,16 +70,12 @@ class Runtime:
         js: JetStreamContext,
         publisher: Publisher,
         settings: Settings,
-        *,
-        fetch_timeout: float = 1.0,
     ) -> None:
         self.actor = actor
         self._js = js
         self._publisher = publisher
         self._settings = settings
-        self._fetch_timeout = fetch_timeout
         self._decoder = msgspec.json.Decoder(Envelope)
-        self._encoder = msgspec.json.Encoder()
         self.handled = 0
         # The runtime, not the server, counts tries: consumers redeliver without
         # limit, so a message whose worker died on its last try comes back here
@@ -100,7 +97,7 @@ class Runtime:
         try:
             while not stop.is_set():
                 try:
-                    msgs = await sub.fetch(self.actor.batch, timeout=self._fetch_timeout)
+                    msgs = await sub.fetch(self.actor.batch, timeout=FETCH_SECONDS)
                 except TimeoutError:
                     # nats-py raises its own TimeoutError or asyncio's, depending on
                     # where the deadline passed; both mean "nothing to do", unless the
@@ -233,24 +230,11 @@ class Runtime:
 
     async def _give_up(self, msg: Msg, event: Envelope, delivery: Delivery, reason: str) -> str:
         await self._dead_letter(msg, delivery, event, reason)
-        if self.actor.fails_job and not await self._finished(event):
-            failed = follow_up(
-                event, Failed(reason=reason, stage=self.actor.name), source="runtime"
-            )
-            await self._publisher.publish(failed)
+        if self.actor.fails_job:
+            failed = Failed(reason=reason, stage=self.actor.name)
+            await fail_job(self._js, self._publisher, event, failed, source="runtime")
         await msg.term()
         return f"dead-lettered: {reason}"
-
-    async def _finished(self, event: Envelope) -> bool:
-        """Whether the job already ended: an earlier try may have succeeded and only
-        its ack been lost; a late `failed` must not overturn that."""
-        for kind in TERMINAL:
-            with contextlib.suppress(NotFoundError):
-                await self._js.get_last_msg(
-                    subjects.JOBS_STREAM, subjects.stored_job_event(event.job_id, kind)
-                )
-                return True
-        return False
 
     async def _dead_letter(
         self, msg: Msg, delivery: Delivery, event: Envelope | None, reason: str

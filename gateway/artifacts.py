@@ -37,6 +37,8 @@ async def list_artifacts(
     raw = row["artifacts"]
     artifacts = _decoder.decode(raw) if raw is not None else None
     ttl = services.settings.presign_ttl_seconds
+    # Taken before signing, so the time given is never later than the URLs' own expiry.
+    expires_at = datetime.now(UTC) + timedelta(seconds=ttl)
     links = [
         ArtifactLink(
             name=a.name,
@@ -50,6 +52,4 @@ async def list_artifacts(
         )
         for a in artifacts or []
     ]
-    return ArtifactList(
-        job_id=uid, artifacts=links, expires_at=datetime.now(UTC) + timedelta(seconds=ttl)
-    )
+    return ArtifactList(job_id=uid, artifacts=links, expires_at=expires_at)

@@ -46,8 +46,11 @@ class IdempotencyMiddleware(ASGIMiddleware):
         self._decoder = msgspec.json.Decoder(Remembered)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        raw_key = dict(scope.get("headers", [])).get(HEADER)
-        if scope["type"] != ScopeType.HTTP or scope.get("method") != "POST" or raw_key is None:
+        if scope["type"] != ScopeType.HTTP or scope.get("method") != "POST":
+            await next_app(scope, receive, send)
+            return
+        raw_key = next((v for k, v in scope.get("headers", []) if k == HEADER), None)
+        if raw_key is None:
             await next_app(scope, receive, send)
             return
         if not 1 <= len(raw_key) <= _MAX_KEY:
@@ -65,12 +68,14 @@ class IdempotencyMiddleware(ASGIMiddleware):
         try:
             if entry is None:
                 revision = await self._kv.create(slot, reservation)
-            elif self._abandoned(entry.value or b"") and entry.revision is not None:
-                # Its gateway died mid-request: the key is free again.
-                revision = await self._kv.update(slot, reservation, last=entry.revision)
             else:
-                await self._answer_again(entry.value or b"", digest, send)
-                return
+                first = self._decoder.decode(entry.value or b"")
+                if _abandoned(first) and entry.revision is not None:
+                    # Its gateway died mid-request: the key is free again.
+                    revision = await self._kv.update(slot, reservation, last=entry.revision)
+                else:
+                    await _answer_again(first, digest, send)
+                    return
         except KeyWrongLastSequenceError:
             raise Conflict("a request with this Idempotency-Key is in progress") from None
 
@@ -112,25 +117,25 @@ class IdempotencyMiddleware(ASGIMiddleware):
         for message in held:
             await send(message)
 
-    def _abandoned(self, stored: bytes) -> bool:
-        first = self._decoder.decode(stored)
-        return not first.status and time.time() - first.reserved_at > ABANDONED_AFTER
 
-    async def _answer_again(self, stored: bytes, digest: str, send: Send) -> None:
-        first = self._decoder.decode(stored)
-        if first.request != digest:
-            raise Conflict("this Idempotency-Key was used with a different request")
-        if not first.status:
-            raise Conflict("a request with this Idempotency-Key is in progress")
-        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in first.headers]
-        start: Any = {
-            "type": "http.response.start",
-            "status": first.status,
-            "headers": [*headers, (REPLAYED, b"true")],
-        }
-        body: Any = {"type": "http.response.body", "body": base64.b64decode(first.body)}
-        await send(start)
-        await send(body)
+def _abandoned(first: Remembered) -> bool:
+    return not first.status and time.time() - first.reserved_at > ABANDONED_AFTER
+
+
+async def _answer_again(first: Remembered, digest: str, send: Send) -> None:
+    if first.request != digest:
+        raise Conflict("this Idempotency-Key was used with a different request")
+    if not first.status:
+        raise Conflict("a request with this Idempotency-Key is in progress")
+    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in first.headers]
+    start: Any = {
+        "type": "http.response.start",
+        "status": first.status,
+        "headers": [*headers, (REPLAYED, b"true")],
+    }
+    body: Any = {"type": "http.response.body", "body": base64.b64decode(first.body)}
+    await send(start)
+    await send(body)
 
 
 def slot_for(owner: str, path: str, key: bytes) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import asyncpg
@@ -110,9 +110,13 @@ def _encode_cursor(created_at: datetime, job_id: uuid.UUID) -> str:
 
 def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
-        at, _, jid = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return datetime.fromisoformat(at), uuid.UUID(jid)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raw, _, jid = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        at = datetime.fromisoformat(raw)
+        # In UTC here, so a forged time Postgres could not represent fails now, not in the
+        # query (this API's own cursors always carry their offset).
+        at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+        return at, uuid.UUID(jid)
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise Unprocessable("cursor is not one this API returned") from None
 
 
@@ -136,15 +140,11 @@ async def list_jobs(
         args += [at, jid]
         where.append(f"(created_at, job_id) < (${len(args) - 1}, ${len(args)})")
     args.append(limit + 1)
-    try:
-        rows = await services.pool.fetch(
-            f"SELECT {_COLUMNS} FROM jobs WHERE {' AND '.join(where)}"
-            f" ORDER BY created_at DESC, job_id DESC LIMIT ${len(args)}",
-            *args,
-        )
-    except asyncpg.DataError:
-        # A forged cursor can decode yet name a time Postgres can not represent.
-        raise Unprocessable("cursor is not one this API returned") from None
+    rows = await services.pool.fetch(
+        f"SELECT {_COLUMNS} FROM jobs WHERE {' AND '.join(where)}"
+        f" ORDER BY created_at DESC, job_id DESC LIMIT ${len(args)}",
+        *args,
+    )
     items = [_view(r) for r in rows[:limit]]
     next_cursor = None
     if len(rows) > limit:

@@ -17,6 +17,7 @@ import structlog
 from nats.js import JetStreamContext
 
 from actors.persistence import PersistenceActor
+from actors.publisher import Publisher
 from gateway.auth import issue_token
 from ops import dlq
 from ops.connections import nats_connection, postgres_pool
@@ -126,6 +127,11 @@ def cmd_provision(settings: Settings, args: argparse.Namespace) -> None:
     _echo("provisioned")
 
 
+async def _nats_client(settings: Settings, work: Callable[[JetStreamContext], Awaitable[T]]) -> T:
+    async with nats_connection(settings, name="conveyor-ops") as nc:
+        return await work(nc.jetstream())
+
+
 async def _ops_clients(
     settings: Settings, work: Callable[[JetStreamContext, Any], Awaitable[T]]
 ) -> T:
@@ -143,7 +149,7 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> None:
     update, done = progress_printer()
 
     async def work(js: JetStreamContext, pool: Any) -> ReplayReport:
-        actor = PersistenceActor(pool, refused(js))
+        actor = PersistenceActor(pool, refused(js, Publisher(js)))
         return await replay(
             js,
             pool,
@@ -173,7 +179,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_dlq(settings: Settings, args: argparse.Namespace) -> None:
-    async def work(js: JetStreamContext, _pool: Any) -> None:
+    async def work(js: JetStreamContext) -> None:
         match args.dlq_command:
             case "list":
                 views = [dlq.view(m) async for m in dlq.letters(js, limit=args.limit)]
@@ -188,15 +194,24 @@ def cmd_dlq(settings: Settings, args: argparse.Namespace) -> None:
                 msg = await dlq.get(js, args.seq)
                 _echo(msgspec.json.encode(dlq.view(msg)).decode())
                 _echo((msg.data or b"").decode(errors="replace"))
-            case "retry":
-                seqs = args.seq or [m.seq async for m in dlq.letters(js) if m.seq]
-                for seq in seqs:
+            case "retry" if args.seq:
+                for seq in args.seq:
                     new = await dlq.retry(js, seq)
                     _echo(f"dead letter {seq} republished as JOBS sequence {new}")
+            case "retry":
+                # Every letter, read once; one that can not be retried is skipped, not fatal.
+                async for msg in dlq.letters(js):
+                    try:
+                        new = await dlq.republish(js, msg)
+                    except OpsError as exc:
+                        _echo(f"skipped: {exc}")
+                        continue
+                    _echo(f"dead letter {msg.seq} republished as JOBS sequence {new}")
             case "purge":
                 _echo(f"purged {await dlq.purge(js, args.seq)} dead letter(s)")
 
-    asyncio.run(_ops_clients(settings, work))
+    # NATS only: dead letters must stay reachable while Postgres is down.
+    asyncio.run(_nats_client(settings, work))
 
 
 def cmd_token(settings: Settings, args: argparse.Namespace) -> None:

@@ -52,8 +52,13 @@ async def get(js: JetStreamContext, seq: int) -> RawStreamMsg:
 
 
 async def retry(js: JetStreamContext, seq: int) -> int:
+    """Republish the dead letter at `seq`; see `republish`."""
+    return await republish(js, await get(js, seq))
+
+
+async def republish(js: JetStreamContext, msg: RawStreamMsg) -> int:
     """Republish a dead letter to its original subject; remove it. Returns the new sequence."""
-    msg = await get(js, seq)
+    seq = msg.seq or 0
     if (msg.headers or {}).get(dl.ACTOR) == subjects.PERSISTENCE:
         # Postgres refused that event as it is; republished, it would be refused
         # again, or applied out of its place in the job's history.

@@ -79,7 +79,7 @@ async def run_gateway(settings: Settings, stop: asyncio.Event) -> None:
             watcher.cancel()
 
 
-def refused(js: JetStreamContext) -> DeadLetter:
+def refused(js: JetStreamContext, publisher: Publisher) -> DeadLetter:
     """Dead-letters what Postgres refuses to store (persistence's only give-up), and
     ends the job as `failed` so its owner and subscribers learn why."""
     decoder = msgspec.json.Decoder(Envelope)
@@ -100,11 +100,13 @@ def refused(js: JetStreamContext) -> DeadLetter:
             reason=reason,
             job_id=job_id,
         )
+        # Unlike a give-up elsewhere (`fail_job`), even an ended job is marked failed: part
+        # of its history could not be stored, and its owner should learn that.
         if event is not None and event.type not in TERMINAL:
             # Printable only: the reason may quote the very text Postgres refused.
             text = "".join(c for c in reason if c.isprintable())[:500]
             failed = Failed(reason=f"could not be stored: {text}", stage=subjects.PERSISTENCE)
-            await Publisher(js).publish(follow_up(event, failed, source="persistence"))
+            await publisher.publish(follow_up(event, failed, source="persistence"))
 
     return send
 
@@ -132,7 +134,8 @@ async def run_actor(name: str, settings: Settings, stop: asyncio.Event) -> None:
                 runner = Runtime(actor, js, publisher, settings)
             case "persistence":
                 pool = await stack.enter_async_context(postgres_pool(settings, size=4))
-                runner = OrderedRuntime(PersistenceActor(pool, refused(js)), js, settings)
+                persistence = PersistenceActor(pool, refused(js, publisher))
+                runner = OrderedRuntime(persistence, js, settings)
             case "notification":
                 runner = Runtime(NotificationActor(nc), js, publisher, settings)
             case _:

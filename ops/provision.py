@@ -26,6 +26,7 @@ from nats.js.api import (
 )
 from nats.js.errors import BucketNotFoundError, NotFoundError, ServiceUnavailableError
 
+from actors.leases import LEASE_TTL_SECONDS
 from ops.errors import ProvisionError
 from schemas import subjects
 from schemas.settings import Settings
@@ -100,8 +101,7 @@ def leases_bucket(settings: Settings) -> KeyValueConfig:
         bucket=subjects.LEASES_BUCKET,
         description="Which persistence process applies which partition.",
         history=1,
-        # A dead member's leases lapse after this; live ones renew every 2 s.
-        ttl=6.0,
+        ttl=LEASE_TTL_SECONDS,
         storage=StorageType.MEMORY,
         replicas=settings.stream_replicas,
     )

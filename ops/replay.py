@@ -21,7 +21,7 @@ import structlog
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from actors.leases import Leases
+from actors.leases import LEASE_REFRESH_SECONDS, Leases
 from actors.persistence import PersistenceActor, Stored
 from ops.errors import OpsError
 from schemas import subjects
@@ -111,7 +111,7 @@ async def _hold(leases: Leases) -> None:
     while True:
         await leases.pause()
         await leases.claim_all()
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(LEASE_REFRESH_SECONDS / 2)
 
 
 async def _wait_for_all(leases: Leases, partitions: int, keeper: asyncio.Task[None]) -> None:
@@ -141,7 +141,7 @@ async def _apply(
         deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
         opt_start_seq=start,
         ack_policy=AckPolicy.NONE,
-        filter_subject="jobs.*.*.*",
+        filter_subject=subjects.STORED_JOBS,
         inactive_threshold=30.0,
         mem_storage=True,
     )
@@ -149,7 +149,7 @@ async def _apply(
         config.deliver_policy = DeliverPolicy.BY_START_TIME
         config.opt_start_seq = None
         config.opt_start_time = since
-    sub = await js.pull_subscribe("jobs.*.*.*", stream=subjects.JOBS_STREAM, config=config)
+    sub = await js.pull_subscribe(subjects.STORED_JOBS, stream=subjects.JOBS_STREAM, config=config)
     read = applied = skipped = dead = 0
     first_seen = 0
     started = time.perf_counter()

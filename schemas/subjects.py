@@ -14,6 +14,8 @@ from typing import Final
 
 JOBS_STREAM: Final = "JOBS"
 JOBS_SUBJECTS: Final = "jobs.*.*"
+STORED_JOBS: Final = "jobs.*.*.*"
+"""Every event as stored: `jobs.<job_id>.<type>.<partition>` (see `stored_partition`)."""
 DEAD_LETTER_STREAM: Final = "DEADLETTER"
 DEAD_LETTER_SUBJECTS: Final = "dlq.>"
 UPLOADS_BUCKET: Final = "uploads"
@@ -108,5 +110,5 @@ PERSISTENCE: Final = "persistence"
 CONSUMER_FILTERS: Final[dict[str, str]] = {
     UPLOAD_CONSUMER: "jobs.*.uploaded.*",
     PROCESSING_CONSUMER: "jobs.*.verified.*",
-    NOTIFICATION_CONSUMER: "jobs.*.*.*",
+    NOTIFICATION_CONSUMER: STORED_JOBS,
 }

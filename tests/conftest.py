@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import nats
 import pytest
+from nats.aio.client import Client as NATS
 
 from gateway.auth import issue_token
 from ops.processes import provision
@@ -67,6 +69,14 @@ def settings(stack: EmbeddedStack) -> Settings:
 async def provisioned(settings: Settings) -> Settings:
     await provision(settings)
     return settings
+
+
+@pytest.fixture
+async def nc(provisioned: Settings) -> AsyncIterator[NATS]:
+    """A NATS connection of the test's own to the session's server."""
+    client = await nats.connect(provisioned.nats_url)
+    yield client
+    await client.close()
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

@@ -33,16 +33,18 @@ def sniff(source: Path, fallback_delimiter: str) -> Dialect:
         raise BadFile("empty file")
     if b"\x00" in head:
         raise BadFile("not a text file: binary content where CSV was expected")
-    text = decode_text(head)
-    if text is None:
+    if decode_text(head) is None:
         raise BadFile("not a text file: control bytes where CSV was expected")
     encoding = _encoding(head)
+    # Decoded as the file will be read, so that header names come out as they will in the
+    # profile; an incremental decoder holds back a character cut off by the head limit.
+    text = codecs.getincrementaldecoder(encoding)(errors="replace").decode(head, final=False)
     delimiter = sniff_delimiter(text) or fallback_delimiter
     quote = _quote(text, delimiter)
     first = _first_record(text, delimiter, quote)
     if not first:
         raise BadFile("empty file")
-    header = _has_header(text, delimiter, first)
+    header = _has_header(text, first)
     names = _unique_names(first) if header else [f"column_{i + 1}" for i in range(len(first))]
     return Dialect(encoding=encoding, delimiter=delimiter, quote=quote, header=header, names=names)
 
@@ -71,22 +73,23 @@ def _quote(text: str, delimiter: str) -> str:
 
 
 def _first_record(text: str, delimiter: str, quote: str) -> list[str]:
-    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")), delimiter=delimiter, quotechar=quote)
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter, quotechar=quote)
     try:
         for record in reader:
             if record:
                 return record
-    except csv.Error:
-        pass
+    except csv.Error as exc:
+        # Bytes that are text but no table: say so, rather than "empty file".
+        raise BadFile(f"could not parse as CSV: the first record is malformed ({exc})") from exc
     return []
 
 
-def _has_header(text: str, delimiter: str, first: list[str]) -> bool:
+def _has_header(text: str, first: list[str]) -> bool:
     """A first record without a single number is a header; otherwise ask the Sniffer."""
     if not any(_numeric(field) for field in first):
         # Headers are names; data rows of all-text tables are what the Sniffer misjudges.
         return True
-    sample = text.lstrip("\ufeff")[: 16 * 1024].replace("\r\n", "\n")
+    sample = text[: 16 * 1024].replace("\r\n", "\n")
     if sample.count("\n") < 2:
         # A single line is a header of an empty table far more often than one row of data.
         return True

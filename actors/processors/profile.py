@@ -7,7 +7,9 @@ value counts inside one narrow histogram bin. Nothing holds a whole column.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
+import itertools
 import math
 from decimal import Decimal
 from pathlib import Path
@@ -53,21 +55,19 @@ def profile_columns(path: Path) -> tuple[int, list[ColumnProfile]]:
     # One query per column: each reads just its column, and the streaming engine's buffers
     # for several columns at once would add up to more than the memory budget.
     stats: dict[str, Any] = {}
-    for i, column in enumerate(schema):
-        query = frame.select(_stat_exprs([column], offset=i))
+    for i, (name, dtype) in enumerate(schema):
+        query = frame.select(_stat_exprs(i, name, dtype))
         stats.update(query.collect(engine=ENGINE).row(0, named=True))
-    rows = int(stats["rows"])
-    exact = [
+    rows = int(stats["count0"] + stats["nulls0"])
+    exact = {
         i
         for i, (_, dtype) in enumerate(schema)
         if stats[f"approx{i}"] <= DISTINCT_BOUND and dtype != pl.Null
+    }
+    distinct = [
+        _distinct(frame, pl.col(name)) if i in exact else int(stats[f"approx{i}"])
+        for i, (name, _) in enumerate(schema)
     ]
-    distinct = dict.fromkeys(range(len(schema)), 0)
-    for i in range(len(schema)):
-        distinct[i] = int(stats[f"approx{i}"])
-    if exact:
-        for i in exact:
-            distinct[i] = _distinct(frame, pl.col(schema[i][0]))
     columns = []
     for i, (name, dtype) in enumerate(schema):
         numeric = dtype.is_numeric()
@@ -133,38 +133,35 @@ def duplicate_rows(path: Path, rows: int, work: Path) -> int:
     return rows - unique
 
 
-def _stat_exprs(schema: list[tuple[str, pl.DataType]], *, offset: int = 0) -> list[pl.Expr]:
+def _stat_exprs(i: int, name: str, dtype: pl.DataType) -> list[pl.Expr]:
     # Aliases are positional so that no column name, however odd, can collide with another.
-    exprs: list[pl.Expr] = [pl.len().alias("rows")]
-    for i, (name, dtype) in enumerate(schema, start=offset):
-        col = pl.col(name)
+    col = pl.col(name)
+    exprs = [
+        col.count().alias(f"count{i}"),
+        col.null_count().alias(f"nulls{i}"),
+        col.approx_n_unique().alias(f"approx{i}"),
+        col.min().alias(f"min{i}"),
+        col.max().alias(f"max{i}"),
+    ]
+    if dtype.is_numeric():
+        values, finite = col.cast(pl.Float64), _finite_values(name)
         exprs += [
-            col.count().alias(f"count{i}"),
-            col.null_count().alias(f"nulls{i}"),
-            col.approx_n_unique().alias(f"approx{i}"),
-            col.min().alias(f"min{i}"),
-            col.max().alias(f"max{i}"),
+            values.mean().alias(f"mean{i}"),
+            values.std(ddof=1).alias(f"std{i}"),
+            finite.min().alias(f"lo{i}"),
+            finite.max().alias(f"hi{i}"),
+            finite.len().alias(f"n{i}"),
         ]
-        if dtype.is_numeric():
-            values = col.cast(pl.Float64)
-            finite = values.filter(values.is_finite())
-            exprs += [
-                values.mean().alias(f"mean{i}"),
-                values.std(ddof=1).alias(f"std{i}"),
-                finite.min().alias(f"lo{i}"),
-                finite.max().alias(f"hi{i}"),
-                finite.len().alias(f"n{i}"),
-            ]
-        elif dtype.is_temporal():
-            physical = col.to_physical()
-            exprs += [physical.min().alias(f"tlo{i}"), physical.max().alias(f"thi{i}")]
-        elif dtype == pl.String:
-            length = col.str.len_chars()
-            exprs += [
-                length.min().alias(f"minlen{i}"),
-                length.max().alias(f"maxlen{i}"),
-                length.mean().alias(f"meanlen{i}"),
-            ]
+    elif dtype.is_temporal():
+        physical = col.to_physical()
+        exprs += [physical.min().alias(f"tlo{i}"), physical.max().alias(f"thi{i}")]
+    elif dtype == pl.String:
+        length = col.str.len_chars()
+        exprs += [
+            length.min().alias(f"minlen{i}"),
+            length.max().alias(f"maxlen{i}"),
+            length.mean().alias(f"meanlen{i}"),
+        ]
     return exprs
 
 
@@ -209,14 +206,19 @@ def _bin_counts(frame: pl.LazyFrame, values: pl.Expr, lo: float, hi: float, bins
     return counts
 
 
-def _histogram(frame: pl.LazyFrame, name: str, finite: tuple[float, float, int]) -> Histogram:
-    lo, hi, n = finite
+def _edges(lo: float, hi: float) -> list[float]:
+    """`BINS` equal-width bins from lo to hi; a single one when they are equal."""
     if lo == hi:
-        return Histogram(edges=[lo, hi], counts=[n])
+        return [lo, hi]
     width = (hi - lo) / BINS
     # The last edge is the maximum itself, not lo + BINS * width with its rounding error.
-    edges = [lo + b * width for b in range(BINS)] + [hi]
-    return Histogram(edges=edges, counts=_bin_counts(frame, _finite_values(name), lo, hi, BINS))
+    return [lo + b * width for b in range(BINS)] + [hi]
+
+
+def _histogram(frame: pl.LazyFrame, name: str, finite: tuple[float, float, int]) -> Histogram:
+    lo, hi, n = finite
+    counts = [n] if lo == hi else _bin_counts(frame, _finite_values(name), lo, hi, BINS)
+    return Histogram(edges=_edges(lo, hi), counts=counts)
 
 
 def _quantiles(frame: pl.LazyFrame, name: str, finite: tuple[float, float, int]) -> Quantiles:
@@ -254,14 +256,10 @@ def _values_at_ranks(
     width = (hi - lo) / QUANTILE_BINS
     found: dict[int, float] = {}
     wanted: dict[int, list[int]] = {}
-    before = 0
-    starts = []
-    for count in counts:
-        starts.append(before)
-        before += count
+    ends = list(itertools.accumulate(counts))
+    starts = [end - count for end, count in zip(ends, counts, strict=True)]
     for rank in ranks:
-        b = next(b for b in range(QUANTILE_BINS) if starts[b] + counts[b] > rank)
-        wanted.setdefault(b, []).append(rank)
+        wanted.setdefault(bisect.bisect_right(ends, rank), []).append(rank)
     index = _bin_index(values, lo, hi, QUANTILE_BINS)
     narrow = [b for b in wanted if counts[b] <= EXACT_CAP or depth >= MAX_DEPTH]
     if narrow:
@@ -302,14 +300,13 @@ def _time_histogram(
     lo, hi = stats.get(f"tlo{i}"), stats.get(f"thi{i}")
     if lo is None or hi is None:
         return None
-    to_iso = _physical_to_iso(dtype)
     if lo == hi:
-        return TimeHistogram(edges=[to_iso(lo), to_iso(hi)], counts=[int(stats[f"count{i}"])])
-    physical = pl.col(name).to_physical().drop_nulls().cast(pl.Float64)
-    counts = _bin_counts(frame, physical, float(lo), float(hi), BINS)
-    width = (hi - lo) / BINS
-    edges = [to_iso(lo + b * width) for b in range(BINS)] + [to_iso(hi)]
-    return TimeHistogram(edges=edges, counts=counts)
+        counts = [int(stats[f"count{i}"])]
+    else:
+        physical = pl.col(name).to_physical().drop_nulls().cast(pl.Float64)
+        counts = _bin_counts(frame, physical, float(lo), float(hi), BINS)
+    to_iso = _physical_to_iso(dtype)
+    return TimeHistogram(edges=[to_iso(e) for e in _edges(lo, hi)], counts=counts)
 
 
 def _physical_to_iso(dtype: pl.DataType) -> Any:

@@ -65,9 +65,7 @@ def _run(source: Path, info: FileInfo, out: Path, work: Path) -> TableResult:
             width=len(dialect.names),
             header=dialect.header,
         )
-        raw = _scan_delimited(source, dialect, skipped)
-        typed, replaced = _typed(raw, count_replaced=invalid)
-        typed.sink_parquet(export, engine=ENGINE, compression=COMPRESSION)
+        frame, replaced = _typed(_scan_delimited(source, dialect, skipped), count_replaced=invalid)
         extra = {
             "delimiter": dialect.delimiter,
             "encoding": dialect.encoding,
@@ -78,12 +76,10 @@ def _run(source: Path, info: FileInfo, out: Path, work: Path) -> TableResult:
         }
         fmt = "csv"
     elif info.mime == NDJSON:
-        frame = _flat(pl.scan_ndjson(source, infer_schema_length=None))
-        frame.sink_parquet(export, engine=ENGINE, compression=COMPRESSION)
-        extra, fmt = {}, "jsonl"
+        frame, extra, fmt = _flat(pl.scan_ndjson(source, infer_schema_length=None)), {}, "jsonl"
     else:
-        _flat(pl.scan_parquet(source)).sink_parquet(export, engine=ENGINE, compression=COMPRESSION)
-        extra, fmt = {}, "parquet"
+        frame, extra, fmt = _flat(pl.scan_parquet(source)), {}, "parquet"
+    frame.sink_parquet(export, engine=ENGINE, compression=COMPRESSION)
 
     rows, columns = profile_columns(export)
     if not columns:
@@ -172,31 +168,30 @@ def _plausible(raw: pl.LazyFrame) -> dict[str, dict[str, pl.Expr]]:
         temporal = values.height > 0 and values[name].str.strip_chars().str.contains(r"^\d").all()
         date = datetime = None
         if temporal:
-            date = next((f for f in DATE_FORMATS if _reads_all(values, name, date=f)), None)
-            datetime = next((f for f in DATETIME_FORMATS if _reads_all(values, name, dt=f)), None)
+            text = pl.col(name).str.strip_chars().str
+            date = _first_format(values, {f: text.to_date(f, strict=False) for f in DATE_FORMATS})
+            datetime = _first_format(
+                values, {f: text.to_datetime(f, strict=False) for f in DATETIME_FORMATS}
+            )
         candidates = _candidates(pl.col(name), date, datetime)
         counts = values.select(c.count().alias(k) for k, c in candidates.items()).row(0, named=True)
         plausible[name] = {k: c for k, c in candidates.items() if counts[k] == values.height}
     return plausible
 
 
-def _reads_all(
-    values: pl.DataFrame, name: str, *, date: str | None = None, dt: str | None = None
-) -> bool:
-    stripped = pl.col(name).str.strip_chars()
-    parsed = (
-        stripped.str.to_date(date, strict=False)
-        if date is not None
-        else stripped.str.to_datetime(dt, strict=False)
+def _first_format(values: pl.DataFrame, parsers: dict[str, pl.Expr]) -> str | None:
+    """The first format whose parser (a cast giving null where it fails) reads every value."""
+    return next(
+        (f for f, parsed in parsers.items() if values.select(parsed.null_count()).item() == 0),
+        None,
     )
-    return bool(values.select(parsed.null_count()).item() == 0)
 
 
 def _typed(raw: pl.LazyFrame, *, count_replaced: bool) -> tuple[pl.LazyFrame, int]:
     """The narrowest type each column's every value casts to; and rows with invalid bytes."""
     names = raw.collect_schema().names()
     candidates = _plausible(raw)
-    exprs = [pl.len().alias("rows")]
+    exprs = []
     for i, name in enumerate(names):
         exprs.append(pl.col(name).count().alias(f"n{i}"))
         exprs += [cast.count().alias(f"{kind}{i}") for kind, cast in candidates[name].items()]

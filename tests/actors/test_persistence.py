@@ -54,6 +54,17 @@ def chain(owner: str) -> list[Envelope]:
 PARTITION = 3
 
 
+def unstorable(owner: str) -> Envelope:
+    """An event Postgres can not store: a NUL character in text."""
+    return new_event(
+        Uploaded(upload_id=uuid.uuid4(), filename="a\x00b", content_type="a/b", size=1, key="k"),
+        job_id=uuid.uuid4(),
+        owner=owner,
+        source="test",
+        correlation_id="req",
+    )
+
+
 def stored(event: Envelope, seq: int) -> Stored:
     return Stored(
         seq=seq,
@@ -137,14 +148,7 @@ async def test_refused_event_is_dead_lettered_and_the_rest_applied(
     base = random.randrange(10**12, 10**15)
     uploaded, verifying, _, _ = chain(owner)
     garbage = Stored(seq=base + 1, subject=f"jobs.x.verifying.{PARTITION}", data=b"{not json")
-    # An event Postgres can not store: a NUL character in text.
-    nul = new_event(
-        Uploaded(upload_id=uuid.uuid4(), filename="a\x00b", content_type="a/b", size=1, key="k"),
-        job_id=uuid.uuid4(),
-        owner=owner,
-        source="test",
-        correlation_id="req",
-    )
+    nul = unstorable(owner)
     batch = [stored(uploaded, base), garbage, stored(nul, base + 2), stored(verifying, base + 3)]
     counts = await actor.apply_batch(batch, epoch=await actor.epoch())
     assert (counts.applied, counts.dead) == (2, 2)
@@ -155,20 +159,23 @@ async def test_refused_event_is_dead_lettered_and_the_rest_applied(
 
 
 async def test_failed_transaction_leaves_nothing(pool: asyncpg.Pool[Any], owner: str) -> None:
-    stream = f"test-{uuid.uuid4().hex}"
-    actor = PersistenceActor(pool, no_dead_letters, stream=stream)
+    """A batch is all or nothing: events, projections and watermark roll back together."""
+
+    async def crash(message: Stored, reason: str) -> None:
+        raise RuntimeError("crash before commit")  # e.g. the dead letter can not be sent
+
+    actor = PersistenceActor(pool, crash, stream=f"test-{uuid.uuid4().hex}")
     seq = random.randrange(10**12, 10**15)
-    event = chain(owner)[0]
-
-    async def crash_before_commit() -> None:
-        async with pool.acquire() as conn, conn.transaction():
-            await actor.apply(conn, event, stored(event, seq))
-            raise RuntimeError("crash before commit")
-
+    good = chain(owner)[0]
+    # Postgres refuses the second event (NUL in text), so the batch is redone with
+    # savepoints and the crash comes after the first event was applied inside it.
+    nul = unstorable(owner)
     with pytest.raises(RuntimeError):
-        await crash_before_commit()
+        await actor.apply_batch(
+            [stored(good, seq), stored(nul, seq + 1)], epoch=await actor.epoch()
+        )
     assert await pool.fetchval("SELECT count(*) FROM job_events WHERE seq = $1", seq) == 0
-    assert await pool.fetchval("SELECT count(*) FROM jobs WHERE job_id = $1", event.job_id) == 0
+    assert await pool.fetchval("SELECT count(*) FROM jobs WHERE job_id = $1", good.job_id) == 0
     assert await actor.watermark(PARTITION) == 0
 
 

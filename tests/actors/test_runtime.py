@@ -7,14 +7,12 @@ running service's actors and other tests never see its messages.
 from __future__ import annotations
 
 import asyncio
-import time
+import contextlib
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import ClassVar
 
 import msgspec
-import nats
-import pytest
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, RawStreamMsg
@@ -25,13 +23,7 @@ from actors.runtime import Delivery, Runtime
 from schemas import subjects
 from schemas.events import Envelope, Failed, Verifying, new_event
 from schemas.settings import Settings
-
-
-@pytest.fixture
-async def nc(provisioned: Settings) -> AsyncIterator[NATS]:
-    client = await nats.connect(provisioned.nats_url)
-    yield client
-    await client.close()
+from tests.waits import wait_for_value
 
 
 async def consumer_for(
@@ -54,26 +46,21 @@ async def consumer_for(
 
 async def dead_letter_of(js: JetStreamContext, actor: str, job_id: uuid.UUID) -> RawStreamMsg:
     """The dead letter `actor` leaves for the job, waited for up to 20 s."""
-    deadline = time.monotonic() + 20
-    while True:
-        try:
+
+    async def probe() -> RawStreamMsg | None:
+        with contextlib.suppress(NotFoundError):
             return await js.get_last_msg(
                 subjects.DEAD_LETTER_STREAM, subjects.dead_letter(actor, job_id)
             )
-        except NotFoundError:
-            await poll_step(deadline)
+        return None
+
+    return await wait_for_value(probe, within=20, what="dead letter")
 
 
 def event_for(job_id: uuid.UUID) -> Envelope:
     return new_event(
         Verifying(), job_id=job_id, owner="runtime-test", source="test", correlation_id="t"
     )
-
-
-async def poll_step(deadline: float) -> None:
-    """One step of a wait-for-condition loop; fails the test past `deadline`."""
-    assert time.monotonic() < deadline, "condition not met in time"
-    await asyncio.sleep(0.05)
 
 
 async def test_failing_message_is_dead_lettered_and_fails_the_job(

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,16 +109,6 @@ async def wait_ready(c: Cluster, timeout: float = 60.0) -> None:
                     return
             await asyncio.sleep(0.1)
     raise AssertionError("fault cluster not ready")
-
-
-async def eventually(
-    condition: Callable[[], Awaitable[bool]], *, within: float = 60.0, what: str = "condition"
-) -> None:
-    """Poll `condition` until true; fail the test after `within` seconds."""
-    deadline = time.monotonic() + within
-    while not await condition():
-        assert time.monotonic() < deadline, f"{what}: not within {within}s"
-        await asyncio.sleep(0.05)
 
 
 async def partitions_of(c: Cluster) -> dict[str, set[int]]:
@@ -237,6 +227,7 @@ async def reconcile(
     assert load.accepted, "the load was refused entirely"
     wanted = [uuid.UUID(j) for j in load.accepted]
     deadline = time.monotonic() + timeout
+    done = None  # unknown until Postgres first answers
     while True:
         with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             done = await pool.fetchval(

@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from gateway.auth import issue_token
-from tests.faults.faultkit import Cluster, drive, eventually, partitions_of, reconcile
+from tests.faults.faultkit import Cluster, drive, partitions_of, reconcile
+from tests.waits import eventually
 
 RANK = {"queued": 0, "verifying": 1, "processing": 2, "succeeded": 3, "failed": 3, "rejected": 3}
 
@@ -46,7 +47,8 @@ async def test_four_persistence_processes_never_go_back(
     async def four_share() -> bool:
         held = await partitions_of(cluster)
         names = {f"persistence-{i}" for i in range(1, 5)}
-        return names <= set(held) and sum(len(p) for p in held.values()) == 8
+        partitions = cluster.settings.partitions
+        return names <= set(held) and sum(len(p) for p in held.values()) == partitions
 
     await eventually(four_share, within=60, what="four processes sharing the partitions")
 

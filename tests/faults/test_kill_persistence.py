@@ -9,7 +9,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.faults.faultkit import Cluster, drive, eventually, partitions_of, reconcile, wait_ready
+from tests.faults.faultkit import Cluster, drive, partitions_of, reconcile, wait_ready
+from tests.waits import eventually
 
 
 class Busy:
@@ -36,15 +37,12 @@ async def test_kill_persistence_three_times(cluster: Cluster, pool: asyncpg.Pool
     load_task = asyncio.create_task(
         drive(cluster, 2000, concurrency=24, name="kill -9 persistence x3")
     )
-    kills = 0
     for _ in range(3):
         # Kill it while it holds partitions that are moving: mid-work, not idle.
         await eventually(Busy(cluster, pool, "persistence-1"), within=120, what="busy")
         assert cluster.signal("persistence-1", signal.SIGKILL) == -signal.SIGKILL
-        kills += 1
         cluster.start("persistence-1")
     load = await load_task
-    assert kills == 3
     assert len(load.accepted) == 2000, (load.refused, load.errors)
     statuses = await reconcile(pool, load)
     assert sorted(set(statuses.values())) == ["succeeded"]

@@ -16,9 +16,13 @@ import pytest
 from gateway.auth import issue_token
 from ops.provision import consumer
 from schemas import subjects
-from tests.faults.faultkit import Cluster, eventually, wait_ready
+from tests.faults.faultkit import Cluster, wait_ready
+from tests.waits import eventually
 
 ACK_WAIT = 1.0
+# Enough rows that profiling takes a few times ACK_WAIT even on a fast machine (about
+# 0.9 s for 40,000 rows here, which was too close).
+ROWS = 100_000
 
 
 def big_csv(rows: int) -> bytes:
@@ -48,7 +52,7 @@ async def test_work_longer_than_ack_wait_is_done_once(
             cluster.start(name)
         await wait_ready(cluster)
 
-        content = big_csv(40_000)
+        content = big_csv(ROWS)
         owner = f"long-{uuid.uuid4().hex[:8]}"
         headers = {"Authorization": f"Bearer {issue_token(cluster.settings, owner)}"}
         async with httpx.AsyncClient(base_url=cluster.url, timeout=30) as api:
@@ -68,7 +72,7 @@ async def test_work_longer_than_ack_wait_is_done_once(
             await eventually(done, within=120, what="long job done")
             job = (await api.get(f"/v1/jobs/{job_id}", headers=headers)).json()
         assert job["status"] == "succeeded", job
-        assert job["result"]["rows"] == 40_000
+        assert job["result"]["rows"] == ROWS
 
         info = await js.consumer_info(subjects.JOBS_STREAM, subjects.PROCESSING_CONSUMER)
         assert info.num_redelivered == 0

@@ -13,7 +13,8 @@ from nats.js.errors import NotFoundError
 from actors.publisher import Publisher
 from schemas import subjects
 from schemas.events import Uploaded, new_event
-from tests.faults.faultkit import Cluster, drive, eventually, reconcile
+from tests.faults.faultkit import Cluster, drive, reconcile
+from tests.waits import eventually
 
 
 async def test_poison_message_is_dead_lettered(cluster: Cluster, pool: asyncpg.Pool[Any]) -> None:

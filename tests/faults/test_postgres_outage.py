@@ -7,7 +7,8 @@ from typing import Any
 
 import asyncpg
 
-from tests.faults.faultkit import Cluster, drive, eventually, jobs_applied, reconcile
+from tests.faults.faultkit import Cluster, drive, jobs_applied, reconcile
+from tests.waits import eventually
 
 
 async def test_postgres_outage_under_load(cluster: Cluster, pool: asyncpg.Pool[Any]) -> None:

@@ -8,9 +8,8 @@ import xml.etree.ElementTree as ET
 
 import httpx
 import polars as pl
+from conftest import Api
 from PIL import Image
-
-from tests.conftest import Api
 
 CSV = b"city,population,founded\nOslo,709037,1040-01-01\nBergen,289330,1070-01-01\nTroms\xc3\xb8,78745,1794-01-01\n"
 

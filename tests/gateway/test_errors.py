@@ -174,6 +174,10 @@ async def test_idempotency_key_is_not_kept_for_errors(api: Api) -> None:
     bad = {"filename": "x.csv", "content_type": "text/csv", "size": -1}
     assert_problem(await api.post("/v1/uploads", json=bad, headers=key), 422)
     assert_problem(await api.post("/v1/uploads", json=bad, headers=key), 422)
+    # Had the 422 been kept, a good body under the same key would be a 409 conflict.
+    good = await api.post("/v1/uploads", json={**bad, "size": 10}, headers=key)
+    assert good.status_code == 201, good.text
+    assert "idempotent-replayed" not in good.headers
 
 
 async def test_abandoned_idempotency_reservation_is_taken_over(

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 
@@ -13,6 +12,8 @@ import pytest
 from conftest import Api, Service
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
+from nats.js.api import RawStreamMsg
+from nats.js.errors import NotFoundError
 
 from actors.deadletters import dead_letter
 from ops import dlq
@@ -20,7 +21,8 @@ from ops.connections import postgres_pool
 from ops.status import collect, render
 from schemas import subjects
 from schemas.events import Uploaded, new_event
-from schemas.ops import DeadLetterView
+from schemas.ops import DeadLetterView, Status
+from tests.waits import wait_for_value
 
 
 @pytest.fixture
@@ -40,13 +42,12 @@ async def test_status_reports_streams_consumers_and_lag(
     ticket, _ = await api.submit(b"s\n1\n")
     await api.wait_terminal(ticket["job_id"])
     async with postgres_pool(service.settings, size=1) as pool:
-        deadline = time.monotonic() + 20
-        while True:
+
+        async def caught_up() -> Status | None:
             status = await collect(nc.jetstream(), pool, service.settings)
-            if all(p.lag == 0 for p in status.persistence):
-                break
-            assert time.monotonic() < deadline, status
-            await asyncio.sleep(0.1)
+            return status if all(p.lag == 0 for p in status.persistence) else None
+
+        status = await wait_for_value(caught_up, within=20, what="persistence lag 0")
     jobs = status.streams[0]
     assert jobs.name == "JOBS"
     assert jobs.messages >= 4
@@ -140,17 +141,19 @@ async def test_event_postgres_refuses_fails_the_job_and_is_not_retried(
     )
     await Publisher(js).publish(bad)
     letter = subjects.dead_letter(subjects.PERSISTENCE, job_id)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
+
+    async def dead_and_failed() -> tuple[RawStreamMsg, RawStreamMsg] | None:
+        with contextlib.suppress(NotFoundError):
             dead = await js.get_last_msg(subjects.DEAD_LETTER_STREAM, letter)
             failed = await js.get_last_msg(
                 subjects.JOBS_STREAM, subjects.stored_job_event(job_id, "failed")
             )
-            break
-        except Exception:
-            assert time.monotonic() < deadline, "refused event not dead-lettered and failed"
-            await asyncio.sleep(0.1)
+            return dead, failed
+        return None
+
+    dead, failed = await wait_for_value(
+        dead_and_failed, within=30, what="refused event dead-lettered and failed"
+    )
     assert "could not be stored" in msgspec.json.decode(failed.data or b"")["data"]["reason"]
     with pytest.raises(OpsError, match="refused by Postgres"):
         await dlq.retry(js, dead.seq or 0)

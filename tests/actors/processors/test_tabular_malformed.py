@@ -178,28 +178,25 @@ def test_empty_file(tmp_path: Path, content: bytes) -> None:
         run(path)
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_binary_garbage_named_csv(tmp_path: Path, seed: int) -> None:
-    rng = random.Random(seed)
-    data = bytes(rng.randrange(256) for _ in range(5000))
-    path = tmp_path / "garbage.csv"
-    path.write_bytes(data)
-    with pytest.raises(BadFile, match=r"^not a text file"):
-        run(path)
+PRINTABLE = bytes([9, 10, 13, *range(32, 127), *range(128, 256)])
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_printable_garbage_named_csv(tmp_path: Path, seed: int) -> None:
-    """No control bytes: it passes as Latin-1 text, so a profile is a fair answer too."""
+@pytest.mark.parametrize(
+    ("alphabet", "reason"),
+    [
+        (bytes(range(256)), r"^not a text file"),
+        # No control bytes: it passes as Latin-1 text, and fails as a table.
+        (PRINTABLE, r"^could not parse as CSV"),
+    ],
+    ids=["binary", "printable"],
+)
+def test_garbage_named_csv(tmp_path: Path, seed: int, alphabet: bytes, reason: str) -> None:
     rng = random.Random(seed)
-    alphabet = bytes([9, 10, 13, *range(32, 127), *range(128, 256)])
     path = tmp_path / "garbage.csv"
     path.write_bytes(bytes(rng.choice(alphabet) for _ in range(5000)))
-    try:
-        result = run(path)
-    except BadFile:
-        return
-    assert result.encoding == "latin-1"
+    with pytest.raises(BadFile, match=reason):
+        run(path)
 
 
 def test_invalid_bytes_in_several_rows(tmp_path: Path) -> None:
@@ -236,28 +233,18 @@ def test_lone_carriage_returns(tmp_path: Path) -> None:
 def test_unterminated_quote_at_the_end(tmp_path: Path, tail: str) -> None:
     path = tmp_path / "open.csv"
     path.write_text("id,name\n1,alpha\n2,beta\n" + tail)
-    try:
-        result = run(path)
-    except BadFile as exc:
-        reason = exc.reason
-    else:
-        reason = ""
-    if reason:
-        assert reason.startswith("could not parse as CSV")
-        return
-    # Should it be read after all, the complete rows before the quote are intact.
-    assert result.preview[:2] == [{"id": 1, "name": "alpha"}, {"id": 2, "name": "beta"}]
+    with pytest.raises(BadFile, match=r"^could not parse as CSV"):
+        run(path)
 
 
 @pytest.mark.parametrize("text", ['1,a"b\n2,c\n', "1,5'10\"\n2,c\n", '1,"a"b\n2,c\n'])
 def test_stray_quotes(tmp_path: Path, text: str) -> None:
     path = tmp_path / "stray.csv"
     path.write_text("id,name\n" + text)
-    try:
-        result = run(path)
-    except BadFile:
-        return
-    assert result.rows + result.bad_rows == 2
+    # polars refuses a quote inside an unquoted field, which the csv module would read:
+    # a known limitation, pinned here so that a change of behaviour is noticed.
+    with pytest.raises(BadFile, match=r"^could not parse as CSV"):
+        run(path)
 
 
 def test_too_many_spanning_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
