@@ -102,7 +102,9 @@ def leases_bucket(settings: Settings) -> KeyValueConfig:
         description="Which persistence process applies which partition.",
         history=1,
         ttl=LEASE_TTL_SECONDS,
-        storage=StorageType.MEMORY,
+        # File, not memory: a memory bucket is gone once NATS restarts, and the running
+        # persistence processes could then never renew or hand over a partition again.
+        storage=StorageType.FILE,
         replicas=settings.stream_replicas,
     )
 
