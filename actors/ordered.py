@@ -25,6 +25,7 @@ from nats.js.errors import NotFoundError
 from actors.errors import TransientError
 from actors.leases import LEASE_REFRESH_SECONDS, Leases, member_id
 from actors.persistence import PersistenceActor, Stored
+from actors.publisher import REQUEST_ID_HEADER
 from schemas import subjects
 from schemas.settings import Settings
 
@@ -181,5 +182,9 @@ class OrderedRuntime:
                 skipped=counts.skipped,
                 dead=counts.dead,
                 ms=round((time.perf_counter() - started) * 1000, 2),
+                # The requests whose events this batch applied.
+                request_ids=sorted(
+                    {r for m in batch if (r := (m.headers or {}).get(REQUEST_ID_HEADER))}
+                ),
             )
         return True

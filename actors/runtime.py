@@ -144,6 +144,13 @@ class Runtime:
         return bool(info.num_pending) and (limit <= 0 or (info.num_ack_pending or 0) < limit)
 
     async def process(self, msg: Msg) -> None:
+        # Every line logged while handling it, here or deeper down, names the request
+        # that caused it.
+        request_id = (msg.headers or {}).get(REQUEST_ID_HEADER)
+        with structlog.contextvars.bound_contextvars(actor=self.actor.name, request_id=request_id):
+            await self._process(msg)
+
+    async def _process(self, msg: Msg) -> None:
         meta = msg.metadata
         delivery = Delivery(
             subject=msg.subject,
@@ -152,11 +159,7 @@ class Runtime:
             data=msg.data,
         )
         bound = log.bind(
-            actor=self.actor.name,
-            subject=msg.subject,
-            seq=delivery.stream_seq,
-            delivered=delivery.num_delivered,
-            request_id=(msg.headers or {}).get(REQUEST_ID_HEADER),
+            subject=msg.subject, seq=delivery.stream_seq, delivered=delivery.num_delivered
         )
         started = time.perf_counter()
         try:

@@ -7,13 +7,14 @@ import contextlib
 from collections.abc import Generator
 
 import uvicorn
-from litestar import Litestar
+from litestar import Litestar, Router
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.middleware.base import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 
+from gateway.admin import admin_status
 from gateway.artifacts import list_artifacts
 from gateway.auth import JWTAuthMiddleware
 from gateway.events import job_events
@@ -21,7 +22,9 @@ from gateway.health import health, ready
 from gateway.idempotency import IdempotencyMiddleware
 from gateway.jobs import get_job, get_result, list_jobs
 from gateway.problems import on_exception, on_http_exception
-from gateway.requests import RequestIdMiddleware
+from gateway.ratelimit import AddressRateLimitMiddleware, owner_rate_limit
+from gateway.requests import RequestIds
+from gateway.scopes import ADMIN, READ, WRITE, requires
 from gateway.services import Services
 from gateway.uploads import complete_upload, create_upload
 
@@ -33,23 +36,28 @@ def create_app(services: Services) -> Litestar:
         return services
 
     return Litestar(
+        # What each token scope opens, in one place.
         route_handlers=[
-            create_upload,
-            complete_upload,
-            get_job,
-            list_jobs,
-            get_result,
-            list_artifacts,
-            job_events,
+            Router("/", guards=[requires(WRITE)], route_handlers=[create_upload, complete_upload]),
+            Router(
+                "/",
+                guards=[requires(READ)],
+                route_handlers=[get_job, list_jobs, get_result, list_artifacts, job_events],
+            ),
+            Router("/", guards=[requires(ADMIN)], route_handlers=[admin_status]),
             health,
             ready,
         ],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         middleware=[
-            RequestIdMiddleware(),
-            DefineMiddleware(JWTAuthMiddleware, settings=services.settings, exclude=["^/schema"]),
-            IdempotencyMiddleware(services.idempotency),
+            AddressRateLimitMiddleware(services.rate_limits),
+            DefineMiddleware(JWTAuthMiddleware, verifier=services.tokens, exclude=["^/schema"]),
+            IdempotencyMiddleware(services.idempotency, max_body=services.settings.max_body_bytes),
         ],
+        # After authentication, before the scope guards: a spent owner budget answers
+        # 429 even for a route the token may not use.
+        guards=[owner_rate_limit(services.rate_limits)],
+        request_max_body_size=services.settings.max_body_bytes,
         exception_handlers={HTTPException: on_http_exception, Exception: on_exception},
         openapi_config=OpenAPIConfig(
             title="Conveyor",
@@ -72,12 +80,16 @@ class _Server(uvicorn.Server):
 async def serve(services: Services, stop: asyncio.Event, *, host: str, port: int) -> None:
     """Serve until `stop`; then stop accepting and finish in-flight requests."""
     config = uvicorn.Config(
-        create_app(services),
+        RequestIds(create_app(services)),
         host=host,
         port=port,
         log_config=None,
         access_log=False,
         lifespan="off",
+        # X-Forwarded-For is believed only from the proxies named; uvicorn's default
+        # trusts 127.0.0.1, so a local client could pick its own rate-limit address.
+        proxy_headers=bool(services.settings.forwarded_allow_ips),
+        forwarded_allow_ips=services.settings.forwarded_allow_ips or None,
         ws="websockets-sansio",
         timeout_graceful_shutdown=max(1, round(services.settings.shutdown_grace_seconds)),
     )

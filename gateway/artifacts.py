@@ -10,6 +10,8 @@ from litestar import Request, get
 
 from gateway.errors import NotFound
 from gateway.jobs import parse_job_id
+from gateway.openapi import ProblemOperation, problems
+from gateway.scopes import READ
 from gateway.services import Services
 from schemas.api import ArtifactLink, ArtifactList
 from schemas.results import Artifact
@@ -26,7 +28,12 @@ SELECT (SELECT e.envelope -> 'data' -> 'artifacts' FROM job_events e
 _decoder = msgspec.json.Decoder(list[Artifact] | None)
 
 
-@get("/v1/jobs/{job_id:str}/artifacts", summary="Files the processor produced, with download URLs")
+@get(
+    "/v1/jobs/{job_id:str}/artifacts",
+    summary="Files the processor produced, with download URLs",
+    responses=problems(404, scope=READ),
+    operation_class=ProblemOperation,
+)
 async def list_artifacts(
     job_id: str, request: Request[str, Any, Any], services: Services
 ) -> ArtifactList:

@@ -1,4 +1,10 @@
-"""Bearer JWT authentication (HS256, audience-checked); `sub` is the owner.
+"""Bearer JWT authentication; `sub` is the owner, `scope` what the token may do.
+
+Two modes, never mixed, so one algorithm's key can not be presented as another's:
+- HS256 with `CONVEYOR_JWT_SECRET` (the development default; `conveyor token` mints);
+- RS256/ES256 with the issuer's keys from `CONVEYOR_JWT_JWKS_URL` (see `gateway.jwks`).
+`alg: none` is refused in both. `exp`, `sub` and `aud` are required; `nbf` and `iss`
+are checked when present or configured.
 
 WebSockets may pass the token as `?token=` because browsers can not set headers there.
 """
@@ -9,6 +15,7 @@ import time
 from typing import Any
 
 import jwt
+from jwt import PyJWK
 from litestar.connection import ASGIConnection
 from litestar.enums import ScopeType
 from litestar.exceptions import NotAuthorizedException
@@ -18,46 +25,100 @@ from litestar.middleware.authentication import (
 )
 from litestar.types import ASGIApp
 
+from gateway.jwks import KeySet
+from gateway.scopes import DEFAULT_SCOPES
 from schemas.settings import Settings
 
-ALGORITHMS = ["HS256"]
+SYMMETRIC = "HS256"
+ASYMMETRIC = frozenset({"RS256", "ES256"})
+# Clocks of the issuer and the gateway may disagree this much.
+LEEWAY_SECONDS = 30
 
 
-def issue_token(settings: Settings, subject: str, *, ttl_seconds: int = 24 * 3600) -> str:
+def issue_token(
+    settings: Settings,
+    subject: str,
+    *,
+    scopes: frozenset[str] | set[str] = DEFAULT_SCOPES,
+    ttl_seconds: int = 24 * 3600,
+) -> str:
+    """An HS256 token for `subject` (development and tests; production uses an issuer)."""
     now = int(time.time())
     claims: dict[str, Any] = {
         "sub": subject,
         "aud": settings.jwt_audience,
+        "scope": " ".join(sorted(scopes)),
         "iat": now,
         "nbf": now,
         "exp": now + ttl_seconds,
     }
     if settings.jwt_issuer:
         claims["iss"] = settings.jwt_issuer
-    return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")
+    return jwt.encode(claims, settings.jwt_secret, algorithm=SYMMETRIC)
 
 
-def verify_token(settings: Settings, token: str) -> dict[str, Any]:
-    try:
-        claims: dict[str, Any] = jwt.decode(
-            token,
-            settings.jwt_secret,
-            algorithms=ALGORITHMS,
-            audience=settings.jwt_audience,
-            issuer=settings.jwt_issuer or None,
-            options={"require": ["exp", "sub", "aud"]},
-        )
-    except jwt.PyJWTError as exc:
-        raise NotAuthorizedException(detail=f"invalid token: {exc}") from exc
-    if not isinstance(claims.get("sub"), str) or not claims["sub"]:
-        raise NotAuthorizedException(detail="invalid token: empty subject")
-    return claims
+class TokenVerifier:
+    """Checks a bearer token; answers (owner, scopes) or raises 401."""
+
+    def __init__(self, settings: Settings, keys: KeySet | None = None) -> None:
+        self._settings = settings
+        self._keys = keys
+        self._required = ["exp", "sub", "aud"] + (["iss"] if settings.jwt_issuer else [])
+
+    async def verify(self, token: str) -> tuple[str, frozenset[str]]:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise _invalid(f"malformed: {exc}") from exc
+        alg = header.get("alg")
+        key: str | PyJWK
+        if self._keys is None:
+            if alg != SYMMETRIC:
+                raise _invalid(f"algorithm {alg!r} is not accepted")
+            key = self._settings.jwt_secret
+        else:
+            if alg not in ASYMMETRIC:
+                raise _invalid(f"algorithm {alg!r} is not accepted")
+            kid = header.get("kid")
+            found = await self._keys.key(kid) if isinstance(kid, str) and kid else None
+            if found is None:
+                raise _invalid(f"unknown key id {kid!r}")
+            key = found
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=[alg],
+                audience=self._settings.jwt_audience,
+                issuer=self._settings.jwt_issuer or None,
+                leeway=LEEWAY_SECONDS,
+                options={"require": self._required},
+            )
+        except jwt.PyJWTError as exc:
+            raise _invalid(str(exc)) from exc
+        subject = claims.get("sub")
+        if not isinstance(subject, str) or not subject.strip() or len(subject) > 256:
+            raise _invalid("the subject must be a non-empty string of at most 256 characters")
+        return subject, _scopes(claims.get("scope"))
+
+
+def _scopes(raw: object) -> frozenset[str]:
+    # RFC 8693: space-separated; some issuers send a list instead.
+    if isinstance(raw, str):
+        return frozenset(raw.split())
+    if isinstance(raw, list):
+        return frozenset(s for s in raw if isinstance(s, str))
+    return frozenset()
+
+
+def _invalid(reason: str) -> NotAuthorizedException:
+    return NotAuthorizedException(detail=f"invalid token: {reason}")
 
 
 class JWTAuthMiddleware(AbstractAuthenticationMiddleware):
-    def __init__(self, app: ASGIApp, settings: Settings, exclude: list[str]) -> None:
+    def __init__(self, app: ASGIApp, verifier: TokenVerifier, exclude: list[str]) -> None:
         super().__init__(app, exclude=exclude)
-        self._settings = settings
+        self._verifier = verifier
 
     async def authenticate_request(
         self, connection: ASGIConnection[Any, Any, Any, Any]
@@ -72,5 +133,5 @@ class JWTAuthMiddleware(AbstractAuthenticationMiddleware):
             )
         if not token:
             raise NotAuthorizedException(detail="missing bearer token")
-        claims = verify_token(self._settings, token.strip())
-        return AuthenticationResult(user=claims["sub"], auth=claims)
+        owner, scopes = await self._verifier.verify(token.strip())
+        return AuthenticationResult(user=owner, auth=scopes)

@@ -6,6 +6,7 @@ HTTPException (litestar)
     ├── PayloadTooLarge       413: declared size above CONVEYOR_MAX_UPLOAD_BYTES
     ├── Conflict              409: an Idempotency-Key reused for another request
     ├── Unprocessable         422: well-formed JSON that does not fit
+    ├── TooManyRequests       429: a rate-limit budget is spent; has Retry-After
     └── Unavailable           503: a server the write path needs is down; has Retry-After
 """
 
@@ -39,6 +40,11 @@ class Conflict(ProblemError):
 class Unprocessable(ProblemError):
     status_code = 422
     title = "Unprocessable Content"
+
+
+class TooManyRequests(ProblemError):
+    status_code = 429
+    title = "Too Many Requests"
 
 
 class Unavailable(ProblemError):

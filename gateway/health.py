@@ -7,7 +7,9 @@ from collections.abc import Awaitable
 from typing import Any
 
 from litestar import Request, Response, get
+from litestar.openapi import ResponseSpec
 
+from gateway.openapi import ProblemOperation, problems
 from gateway.problems import problem_response
 from gateway.services import Services
 from schemas.api import Readiness
@@ -15,7 +17,13 @@ from schemas.api import Readiness
 _TIMEOUT = 2.0
 
 
-@get("/health", opt={"exclude_from_auth": True}, summary="The process is alive")
+@get(
+    "/health",
+    opt={"exclude_from_auth": True},
+    summary="The process is alive",
+    responses=problems(scope=None),
+    operation_class=ProblemOperation,
+)
 async def health() -> dict[str, str]:
     return {"status": "ok"}
 
@@ -38,6 +46,12 @@ async def _nats(services: Services) -> None:
     "/ready",
     opt={"exclude_from_auth": True},
     summary="NATS, Postgres, Redis and S3 all answer",
+    # The handler returns a bare Response (a problem when not ready): say what 200 holds.
+    responses={
+        200: ResponseSpec(Readiness, description="Every check answered", generate_examples=False),
+        **problems(503, scope=None, notes={503: "Not ready: `errors` names each failing check."}),
+    },
+    operation_class=ProblemOperation,
 )
 async def ready(request: Request[Any, Any, Any], services: Services) -> Response[Any]:
     names = ("nats", "postgres", "redis", "s3")

@@ -21,7 +21,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from gateway.errors import Conflict, Unprocessable
+from gateway.errors import Conflict, PayloadTooLarge, Unprocessable
 
 HEADER = b"idempotency-key"
 REPLAYED = b"idempotent-replayed"
@@ -41,8 +41,9 @@ class Remembered(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class IdempotencyMiddleware(ASGIMiddleware):
-    def __init__(self, bucket: KeyValue) -> None:
+    def __init__(self, bucket: KeyValue, *, max_body: int) -> None:
         self._kv = bucket
+        self._max_body = max_body
         self._decoder = msgspec.json.Decoder(Remembered)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
@@ -55,7 +56,7 @@ class IdempotencyMiddleware(ASGIMiddleware):
             return
         if not 1 <= len(raw_key) <= _MAX_KEY:
             raise Unprocessable(f"Idempotency-Key must be 1 to {_MAX_KEY} characters")
-        body, replay_body = await _read_body(receive)
+        body, replay_body = await _read_body(receive, self._max_body)
         owner = str(scope.get("user", ""))
         slot = slot_for(owner, scope["path"], raw_key)
         digest = hashlib.sha256(body).hexdigest()
@@ -144,14 +145,22 @@ def slot_for(owner: str, path: str, key: bytes) -> str:
     return hashlib.sha256(b"\0".join([owner.encode(), path.encode(), key])).hexdigest()
 
 
-async def _read_body(receive: Receive) -> tuple[bytes, Receive]:
-    """The whole request body, and a `receive` that hands it to the app again."""
+async def _read_body(receive: Receive, limit: int) -> tuple[bytes, Receive]:
+    """The whole request body, and a `receive` that hands it to the app again.
+
+    Read before Litestar's own size check, so the limit is enforced here as well:
+    a body over it is refused as it arrives, never held whole.
+    """
     parts: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] != "http.request":
             break
         parts.append(bytes(message.get("body", b"")))
+        size += len(parts[-1])
+        if size > limit:
+            raise PayloadTooLarge(f"the request body is over {limit} bytes")
         if not message.get("more_body", False):
             break
     body = b"".join(parts)

@@ -16,6 +16,8 @@ from litestar.params import Parameter
 from nats.js.errors import NotFoundError
 
 from gateway.errors import NotFound, Unprocessable
+from gateway.openapi import ProblemOperation, problems
+from gateway.scopes import READ
 from gateway.services import Services
 from schemas import subjects
 from schemas.api import JobPage, JobStatus, JobView
@@ -96,7 +98,12 @@ async def current_status(services: Services, job_id: uuid.UUID, owner: str) -> J
     return job.status if job is not None else "queued"
 
 
-@get("/v1/jobs/{job_id:str}", summary="One job: status, checksum, result or error")
+@get(
+    "/v1/jobs/{job_id:str}",
+    summary="One job: status, checksum, result or error",
+    responses=problems(404, scope=READ),
+    operation_class=ProblemOperation,
+)
 async def get_job(job_id: str, request: Request[str, Any, Any], services: Services) -> JobView:
     job = await find_job(services, parse_job_id(job_id), request.user)
     if job is None:
@@ -120,7 +127,12 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         raise Unprocessable("cursor is not one this API returned") from None
 
 
-@get("/v1/jobs", summary="The caller's jobs, newest first")
+@get(
+    "/v1/jobs",
+    summary="The caller's jobs, newest first",
+    responses=problems(422, scope=READ),
+    operation_class=ProblemOperation,
+)
 async def list_jobs(
     request: Request[str, Any, Any],
     services: Services,
@@ -153,7 +165,14 @@ async def list_jobs(
     return JobPage(items=items, next_cursor=next_cursor)
 
 
-@get("/v1/jobs/{job_id:str}/result", summary="The processor's output for a job")
+@get(
+    "/v1/jobs/{job_id:str}/result",
+    summary="The processor's output for a job",
+    responses=problems(
+        404, scope=READ, notes={404: "No such job for this owner, or no result yet."}
+    ),
+    operation_class=ProblemOperation,
+)
 async def get_result(job_id: str, request: Request[str, Any, Any], services: Services) -> Result:
     raw = await services.pool.fetchval(
         "SELECT result FROM jobs WHERE job_id = $1 AND owner = $2 AND result IS NOT NULL",

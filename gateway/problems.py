@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import traceback
 from http import HTTPStatus
 from typing import Any
 
@@ -33,7 +34,7 @@ def problem_response(
     headers: dict[str, str] | None = None,
     errors: list[dict[str, Any]] | None = None,
 ) -> Response[bytes]:
-    # Unmatched routes never reach the request-id middleware: make the id here then.
+    # Made by `RequestIds` around the app; made here only when used without it.
     request_id = request.scope.get("state", {}).get("request_id") or request_id_from(request.scope)
     body = Problem(
         status=status,
@@ -44,7 +45,6 @@ def problem_response(
         errors=errors,
     )
     headers = dict(headers or {})
-    # Errors raised in middleware are answered outside the request-id middleware.
     headers[HEADER] = request_id
     return Response(
         content=_encoder.encode(body), status_code=status, media_type=MEDIA_TYPE, headers=headers
@@ -86,7 +86,23 @@ _UNAVAILABLE = (
 )
 
 
+# Where Litestar decodes request bodies: a RecursionError raised in one of these is the
+# client's nesting (`[[[[...]]]]` within the body size limit), not a fault of ours.
+_BODY_DECODERS = frozenset({"decode_json", "decode_msgpack"})
+_DECODERS_MODULE = "litestar.serialization.msgspec_hooks"
+
+
+def _nested_too_deeply(exc: Exception) -> bool:
+    return isinstance(exc, RecursionError) and any(
+        frame.f_code.co_name in _BODY_DECODERS
+        and frame.f_globals.get("__name__") == _DECODERS_MODULE
+        for frame, _ in traceback.walk_tb(exc.__traceback__)
+    )
+
+
 def on_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    if _nested_too_deeply(exc):
+        return problem_response(request, 400, "the body is nested too deeply")
     if isinstance(exc, _UNAVAILABLE):
         log.warning("dependency unavailable", error=f"{type(exc).__name__}: {exc}")
         return problem_response(

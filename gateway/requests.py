@@ -8,7 +8,6 @@ import uuid
 
 import structlog
 from litestar.datastructures import MutableScopeHeaders
-from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 log = structlog.get_logger("gateway.access")
@@ -27,10 +26,20 @@ def request_id_from(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
-class RequestIdMiddleware(ASGIMiddleware):
-    """Takes a well-formed `X-Request-ID` or makes one; echoes it; logs the request."""
+class RequestIds:
+    """Takes a well-formed `X-Request-ID` or makes one; echoes it; logs the request.
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+    Wraps the whole application, outside Litestar: unknown routes, 405s and errors
+    raised by middleware are answered, logged and tagged like everything else.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self._app(scope, receive, send)
+            return
         request_id = request_id_from(scope)
         scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.bind_contextvars(request_id=request_id)
@@ -43,10 +52,13 @@ class RequestIdMiddleware(ASGIMiddleware):
                 status = int(message.get("status", 101))  # type: ignore[call-overload]
                 headers = MutableScopeHeaders.from_message(message)
                 headers[HEADER] = request_id
+            elif message["type"] == "websocket.close" and not status:
+                # Refused before accept: the close code (4403, 4404...) is the answer.
+                status = int(message.get("code", 1000))
             await send(message)
 
         try:
-            await next_app(scope, receive, send_with_id)
+            await self._app(scope, receive, send_with_id)
         finally:
             log.info(
                 "request",

@@ -12,6 +12,9 @@ from nats.js.kv import KeyValue
 from redis.asyncio import Redis
 
 from actors.publisher import Publisher
+from gateway.auth import TokenVerifier
+from gateway.ratelimit import RateLimits
+from gateway.upload_policy import ContentTypes
 from schemas.settings import Settings
 
 if TYPE_CHECKING:
@@ -40,3 +43,6 @@ class Services:
     s3: S3Client
     # Signs presigned URLs for the address clients reach (may differ from `s3`'s).
     s3_public: S3Client
+    tokens: TokenVerifier
+    rate_limits: RateLimits
+    content_types: ContentTypes

@@ -16,7 +16,10 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
 from gateway.errors import NotFound, PayloadTooLarge, Unavailable
 from gateway.jobs import current_status
+from gateway.openapi import ProblemOperation, problems
+from gateway.scopes import WRITE
 from gateway.services import Services
+from gateway.upload_policy import clean_filename
 from schemas.api import CompleteAccepted, UploadRecord, UploadRequest, UploadTicket
 from schemas.events import Uploaded, new_event
 from schemas.keys import upload_key
@@ -40,7 +43,23 @@ def _parse_id(raw: str) -> uuid.UUID:
         raise NotFound(f"no upload {raw!r}") from None
 
 
-@post("/v1/uploads", status_code=201, summary="Get a presigned URL to upload a file")
+@post(
+    "/v1/uploads",
+    status_code=201,
+    summary="Get a presigned URL to upload a file",
+    responses=problems(
+        400,
+        409,
+        413,
+        422,
+        scope=WRITE,
+        notes={
+            413: "The body is over CONVEYOR_MAX_BODY_BYTES, or the declared `size` over"
+            " CONVEYOR_MAX_UPLOAD_BYTES."
+        },
+    ),
+    operation_class=ProblemOperation,
+)
 async def create_upload(
     data: UploadRequest, request: Request[str, Any, Any], services: Services
 ) -> UploadTicket:
@@ -50,6 +69,8 @@ async def create_upload(
         raise PayloadTooLarge(
             f"size {data.size} exceeds the limit of {settings.max_upload_bytes} bytes"
         )
+    filename = clean_filename(data.filename)
+    content_type = services.content_types.check(data.content_type)
     owner = request.user
     upload_id, job_id = uuid.uuid4(), uuid.uuid4()
     key = upload_key(owner, upload_id)
@@ -60,7 +81,8 @@ async def create_upload(
         Params={
             "Bucket": settings.s3_bucket,
             "Key": key,
-            "ContentType": data.content_type,
+            # Signed: the PUT must send exactly this type and length.
+            "ContentType": content_type,
             "ContentLength": data.size,
         },
         ExpiresIn=settings.presign_ttl_seconds,
@@ -69,8 +91,8 @@ async def create_upload(
         upload_id=upload_id,
         job_id=job_id,
         owner=owner,
-        filename=data.filename,
-        content_type=data.content_type,
+        filename=filename,
+        content_type=content_type,
         size=data.size,
         key=key,
         created_at=now,
@@ -82,7 +104,7 @@ async def create_upload(
         job_id=job_id,
         method="PUT",
         url=url,
-        headers={"Content-Type": data.content_type},
+        headers={"Content-Type": content_type},
         expires_at=expires_at,
     )
 
@@ -91,6 +113,14 @@ async def create_upload(
     "/v1/uploads/{upload_id:str}/complete",
     status_code=202,
     summary="Tell Conveyor the upload is done; queues the job",
+    responses=problems(
+        404,
+        409,
+        422,
+        scope=WRITE,
+        notes={422: "An Idempotency-Key that is empty or over 255 characters."},
+    ),
+    operation_class=ProblemOperation,
 )
 async def complete_upload(
     upload_id: str, request: Request[str, Any, Any], services: Services

@@ -19,6 +19,7 @@ from nats.js import JetStreamContext
 from actors.persistence import PersistenceActor
 from actors.publisher import Publisher
 from gateway.auth import issue_token
+from gateway.scopes import ALL_SCOPES, DEFAULT_SCOPES
 from ops import dlq
 from ops.connections import nats_connection, postgres_pool
 from ops.errors import OpsError
@@ -78,7 +79,10 @@ def _echo(line: str) -> None:
 def cmd_run(settings: Settings, args: argparse.Namespace) -> None:
     with EmbeddedStack(settings, echo=_echo) as stack:
         settings = stack.settings_out
-        token = issue_token(settings, args.owner, ttl_seconds=args.token_ttl_hours * 3600)
+        # The developer is also the operator here: every scope.
+        token = issue_token(
+            settings, args.owner, scopes=ALL_SCOPES, ttl_seconds=args.token_ttl_hours * 3600
+        )
 
         async def main(stop: asyncio.Event) -> None:
             await provision(settings)
@@ -128,7 +132,7 @@ def cmd_provision(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def _nats_client(settings: Settings, work: Callable[[JetStreamContext], Awaitable[T]]) -> T:
-    async with nats_connection(settings, name="conveyor-ops") as nc:
+    async with nats_connection(settings, name="conveyor-ops", user="ops") as nc:
         return await work(nc.jetstream())
 
 
@@ -136,7 +140,7 @@ async def _ops_clients(
     settings: Settings, work: Callable[[JetStreamContext, Any], Awaitable[T]]
 ) -> T:
     async with (
-        nats_connection(settings, name="conveyor-ops") as nc,
+        nats_connection(settings, name="conveyor-ops", user="ops") as nc,
         postgres_pool(settings, size=2) as pool,
     ):
         return await work(nc.jetstream(), pool)
@@ -215,7 +219,10 @@ def cmd_dlq(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_token(settings: Settings, args: argparse.Namespace) -> None:
-    _echo(issue_token(settings, args.subject, ttl_seconds=args.ttl_hours * 3600))
+    if settings.jwt_jwks_url:
+        raise SystemExit("tokens come from the issuer of CONVEYOR_JWT_JWKS_URL, not from here")
+    scopes = frozenset(args.scope or DEFAULT_SCOPES)
+    _echo(issue_token(settings, args.subject, scopes=scopes, ttl_seconds=args.ttl_hours * 3600))
 
 
 def cmd_bench(settings: Settings, args: argparse.Namespace) -> None:
@@ -312,6 +319,12 @@ def parser() -> argparse.ArgumentParser:
     token = sub.add_parser("token", help="print a bearer token for SUBJECT")
     token.add_argument("subject")
     token.add_argument("--ttl-hours", type=int, default=24)
+    token.add_argument(
+        "--scope",
+        action="append",
+        choices=sorted(ALL_SCOPES),
+        help=f"repeat for several (default: {' '.join(sorted(DEFAULT_SCOPES))})",
+    )
     token.set_defaults(func=cmd_token, needs_servers=False)
     return p
 

@@ -12,12 +12,16 @@ from typing import TYPE_CHECKING, Any
 
 import aioboto3
 import asyncpg
+import httpx
 import nats
 import structlog
 from botocore.config import Config
 from nats.aio.client import Client as NATS
 from redis.asyncio import Redis
 
+from gateway.auth import ASYMMETRIC, TokenVerifier
+from gateway.jwks import KeySet
+from ops.nats_auth import User, inbox_prefix, password_of
 from schemas.settings import Settings
 
 if TYPE_CHECKING:
@@ -28,9 +32,11 @@ log = structlog.get_logger("ops.connections")
 
 @asynccontextmanager
 async def nats_connection(
-    settings: Settings, *, name: str, closed: asyncio.Event | None = None
+    settings: Settings, *, name: str, user: User, closed: asyncio.Event | None = None
 ) -> AsyncIterator[NATS]:
-    """Reconnects forever; `closed` is set if the connection is closed for good."""
+    """Connects as NATS user `user` (see `ops.nats_auth`); without credentials when
+    its password is empty. Reconnects forever; `closed` is set if the connection is
+    closed for good."""
 
     closing = False
 
@@ -48,10 +54,15 @@ async def nats_connection(
     async def on_error(exc: Exception) -> None:
         log.warning("nats error", client=name, error=str(exc))
 
+    password = password_of(settings, user)
     nc = await nats.connect(
         # Several seed servers may be given, comma-separated (a cluster).
         [url.strip() for url in settings.nats_url.split(",") if url.strip()],
         name=name,
+        user=user if password else None,
+        password=password or None,
+        # Replies come to this user's own inboxes, the only ones it may subscribe to.
+        inbox_prefix=inbox_prefix(user),
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,
         connect_timeout=5,
@@ -85,6 +96,23 @@ async def postgres_pool(
         yield pool
     finally:
         await asyncio.wait_for(pool.close(), timeout=10)
+
+
+@asynccontextmanager
+async def token_verifier(settings: Settings) -> AsyncIterator[TokenVerifier]:
+    """HS256 with the shared secret, or the issuer's JWKS (fetched over HTTP) when set."""
+    if not settings.jwt_jwks_url:
+        yield TokenVerifier(settings)
+        return
+    async with httpx.AsyncClient(timeout=5, follow_redirects=False) as http:
+        keys = KeySet(
+            settings.jwt_jwks_url,
+            http,
+            algorithms=ASYMMETRIC,
+            ttl=settings.jwt_jwks_cache_seconds,
+            min_refresh=settings.jwt_jwks_min_refresh_seconds,
+        )
+        yield TokenVerifier(settings, keys)
 
 
 @asynccontextmanager

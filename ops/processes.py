@@ -21,8 +21,17 @@ from actors.publisher import Publisher
 from actors.runtime import Runnable, Runtime, run_until_stopped
 from actors.upload import UploadActor
 from gateway.app import serve
+from gateway.ratelimit import RateLimits
 from gateway.services import Services
-from ops.connections import nats_connection, postgres_pool, redis_client, s3_client
+from gateway.upload_policy import ContentTypes
+from ops.connections import (
+    nats_connection,
+    postgres_pool,
+    redis_client,
+    s3_client,
+    token_verifier,
+)
+from ops.nats_auth import user_named
 from ops.provision import migrate, provision_bucket, provision_nats
 from schemas import subjects
 from schemas.events import TERMINAL, Envelope, Failed, follow_up
@@ -36,7 +45,9 @@ ACTORS = ("upload", "processing", "persistence", "notification")
 async def provision(settings: Settings) -> None:
     """Streams, consumers, KV bucket, S3 bucket and migrations; safe to run any time."""
     async with AsyncExitStack() as stack:
-        nc = await stack.enter_async_context(nats_connection(settings, name="conveyor-provision"))
+        nc = await stack.enter_async_context(
+            nats_connection(settings, name="conveyor-provision", user="ops")
+        )
         await provision_nats(nc.jetstream(), settings)
         s3 = await stack.enter_async_context(s3_client(settings))
         await provision_bucket(s3, settings.s3_bucket)
@@ -58,9 +69,10 @@ async def run_gateway(settings: Settings, stop: asyncio.Event) -> None:
     closed = asyncio.Event()
     async with AsyncExitStack() as stack:
         nc = await stack.enter_async_context(
-            nats_connection(settings, name="conveyor-gateway", closed=closed)
+            nats_connection(settings, name="conveyor-gateway", user="gateway", closed=closed)
         )
         js = nc.jetstream()
+        redis = await stack.enter_async_context(redis_client(settings))
         services = Services(
             settings=settings,
             nc=nc,
@@ -69,9 +81,12 @@ async def run_gateway(settings: Settings, stop: asyncio.Event) -> None:
             idempotency=await js.key_value(subjects.IDEMPOTENCY_BUCKET),
             publisher=Publisher(js),
             pool=await stack.enter_async_context(postgres_pool(settings)),
-            redis=await stack.enter_async_context(redis_client(settings)),
+            redis=redis,
             s3=await stack.enter_async_context(s3_client(settings)),
             s3_public=await stack.enter_async_context(s3_client(settings, public=True)),
+            tokens=await stack.enter_async_context(token_verifier(settings)),
+            rate_limits=RateLimits(redis, settings),
+            content_types=ContentTypes(settings.allowed_content_types),
         )
         async with asyncio.TaskGroup() as tg:
             watcher = tg.create_task(_watch_connection(closed, stop, "gateway"))
@@ -114,8 +129,9 @@ def refused(js: JetStreamContext, publisher: Publisher) -> DeadLetter:
 async def run_actor(name: str, settings: Settings, stop: asyncio.Event) -> None:
     closed = asyncio.Event()
     async with AsyncExitStack() as stack:
+        # Each actor is its own NATS user, of the same name.
         nc = await stack.enter_async_context(
-            nats_connection(settings, name=f"conveyor-{name}", closed=closed)
+            nats_connection(settings, name=f"conveyor-{name}", user=user_named(name), closed=closed)
         )
         js = nc.jetstream()
         publisher = Publisher(js)

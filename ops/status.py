@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import uuid
 from typing import Any
 
 import asyncpg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import KeyNotFoundError, NotFoundError
+from nats.js.errors import KeyNotFoundError
 
 from schemas import subjects
 from schemas.ops import ConsumerStatus, PartitionStatus, Status, StreamStatus
@@ -70,10 +71,15 @@ async def collect(js: JetStreamContext, pool: asyncpg.Pool[Any], settings: Setti
 
 
 async def _pending_after(js: JetStreamContext, partition: int, seq: int) -> int:
-    """How many events of `partition` follow `seq`: what a reader from there would get."""
+    """How many events of `partition` follow `seq`: what a reader from there would get.
+
+    Asked of a throwaway consumer that the server deletes once idle: whoever may read
+    the status (the gateway's admin route) need not be allowed to delete consumers.
+    """
     info = await js.add_consumer(
         subjects.JOBS_STREAM,
         ConsumerConfig(
+            name=f"status-{uuid.uuid4().hex}",
             filter_subject=subjects.stored_partition(partition),
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
             opt_start_seq=seq + 1,
@@ -82,8 +88,6 @@ async def _pending_after(js: JetStreamContext, partition: int, seq: int) -> int:
             mem_storage=True,
         ),
     )
-    with contextlib.suppress(NotFoundError):
-        await js.delete_consumer(subjects.JOBS_STREAM, info.name)
     return info.num_pending or 0
 
 

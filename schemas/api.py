@@ -15,9 +15,10 @@ JobStatus = Literal["queued", "verifying", "processing", "succeeded", "failed", 
 
 
 class UploadRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    # No control characters: they break logs, headers and Postgres (NUL).
+    # No control characters: they break logs, headers and Postgres (NUL). A full path
+    # may be sent; the gateway keeps its last segment (at most 255 bytes).
     filename: Annotated[
-        str, msgspec.Meta(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$")
+        str, msgspec.Meta(min_length=1, max_length=1024, pattern=r"^[^\x00-\x1f\x7f]+$")
     ]
     content_type: Annotated[
         str, msgspec.Meta(min_length=3, max_length=127, pattern=r"^[\w.+-]+/[\w.+-]+$")

@@ -15,6 +15,12 @@ from schemas.errors import SettingsError
 
 PREFIX = "CONVEYOR_"
 
+# nats-server reads each password from an environment variable and parses its value
+# as a configuration value: `2024-...` becomes a date, `yes` a boolean, a comma or a
+# space a syntax error. So: empty (no credentials), or 8+ of letters, digits, `_`
+# and `-`, starting with a letter.
+NatsPassword = Annotated[str, msgspec.Meta(pattern=r"^$|^[A-Za-z][A-Za-z0-9_-]{7,}$")]
+
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     data_dir: str = ".conveyor"
@@ -34,6 +40,28 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     jwt_secret: str = ""
     jwt_audience: str = "conveyor"
     jwt_issuer: str = ""
+    # RS256/ES256 tokens checked against the issuer's keys; when set, HS256 is refused.
+    jwt_jwks_url: str = ""
+    jwt_jwks_cache_seconds: Annotated[float, msgspec.Meta(ge=0)] = 300.0
+    # An unknown `kid` fetches the key set again, at most this often (forged kids are free).
+    jwt_jwks_min_refresh_seconds: Annotated[float, msgspec.Meta(ge=0)] = 10.0
+    # Rate limits in `limits` notation ("20/second;600/minute"); empty: no limit.
+    # Kept in Redis, so every gateway process shares them.
+    rate_limit_owner_writes: str = "60/minute"
+    rate_limit_owner_reads: str = "1200/minute"
+    rate_limit_address_writes: str = "300/minute"
+    rate_limit_address_reads: str = "6000/minute"
+    # Proxies whose X-Forwarded-For is believed (comma-separated IPs/CIDRs); empty:
+    # none, the client address is the peer's.
+    forwarded_allow_ips: str = ""
+    # Request bodies are small JSON documents: files go straight to S3.
+    max_body_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 64 * 1024
+    # `type/subtype` or `type/*`, comma-separated.
+    allowed_content_types: str = (
+        "text/csv,text/tab-separated-values,text/plain,application/json,"
+        "application/x-ndjson,application/jsonl,application/vnd.apache.parquet,"
+        "application/x-parquet,application/octet-stream,image/*"
+    )
     max_upload_bytes: Annotated[int, msgspec.Meta(ge=1)] = 1024**3
     presign_ttl_seconds: Annotated[int, msgspec.Meta(ge=10, le=7 * 24 * 3600)] = 900
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -49,6 +77,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # Copies of each stream in a NATS cluster (1 for a single server, 3 in compose.yaml).
     stream_replicas: Annotated[int, msgspec.Meta(ge=1, le=5)] = 1
     db_pool_size: Annotated[int, msgspec.Meta(ge=1)] = 10
+    # One NATS user per process kind, each allowed only its own subjects (see
+    # ops.nats_auth). Empty: connect without credentials (a NATS without auth);
+    # development fills them (ops.secrets). A process needs only its own.
+    nats_password_gateway: NatsPassword = ""
+    nats_password_upload: NatsPassword = ""
+    nats_password_processing: NatsPassword = ""
+    nats_password_persistence: NatsPassword = ""
+    nats_password_notification: NatsPassword = ""
+    nats_password_ops: NatsPassword = ""
+    nats_password_subscriber: NatsPassword = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:

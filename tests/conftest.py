@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from gateway.auth import issue_token
+from ops.nats_auth import User, inbox_prefix, password_of
 from ops.processes import provision
 from ops.secrets import with_dev_secrets
 from ops.stack import EmbeddedStack, _die_with_parent, free_port
@@ -51,6 +53,15 @@ ENVELOPE_FIELDS = frozenset(
 )
 
 
+# Every test talks from 127.0.0.1: the shared service must not throttle the suite.
+# tests/gateway/test_limits.py starts gateways of its own with small budgets.
+UNLIMITED = {
+    f"rate_limit_{by}_{kind}": "1000000/minute"
+    for by in ("owner", "address")
+    for kind in ("reads", "writes")
+}
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
     data_dir = tmp_path_factory.mktemp("conveyor")
@@ -71,10 +82,22 @@ async def provisioned(settings: Settings) -> Settings:
     return settings
 
 
+async def connect_as(settings: Settings, user: User, **options: Any) -> NATS:
+    """A NATS connection as `user` (see `ops.nats_auth`): its password, its inboxes."""
+    password = password_of(settings, user)
+    return await nats.connect(
+        settings.nats_url,
+        user=user if password else None,
+        password=password or None,
+        inbox_prefix=inbox_prefix(user),
+        **options,
+    )
+
+
 @pytest.fixture
 async def nc(provisioned: Settings) -> AsyncIterator[NATS]:
-    """A NATS connection of the test's own to the session's server."""
-    client = await nats.connect(provisioned.nats_url)
+    """A NATS connection of the test's own to the session's server, as the `ops` user."""
+    client = await connect_as(provisioned, "ops")
     yield client
     await client.close()
 
@@ -98,15 +121,15 @@ class Service:
     proc: subprocess.Popen[bytes]
 
 
-@pytest.fixture(scope="session")
-async def service(provisioned: Settings) -> AsyncIterator[Service]:
-    settings = provisioned.replace(
-        http_port=free_port(), max_upload_bytes=10 * 1024 * 1024, shutdown_grace_seconds=5.0
-    )
-    log = Path(settings.data_dir) / "logs" / "conveyor-run.log"
+@asynccontextmanager
+async def conveyor_process(
+    args: list[str], settings: Settings, name: str, *, stop_timeout: float = 20
+) -> AsyncIterator[Service]:
+    """`conveyor ARGS` with exactly `settings`, until its gateway is ready; SIGTERM after."""
+    log = Path(settings.data_dir) / "logs" / f"{name}.log"
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "ops", "run"],
+            [sys.executable, "-m", "ops", *args],
             env=settings_env(settings),
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -119,10 +142,19 @@ async def service(provisioned: Settings) -> AsyncIterator[Service]:
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(timeout=20)
+            proc.wait(timeout=stop_timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="session")
+async def service(provisioned: Settings) -> AsyncIterator[Service]:
+    settings = provisioned.replace(
+        http_port=free_port(), max_upload_bytes=10 * 1024 * 1024, shutdown_grace_seconds=5.0
+    ).replace(**UNLIMITED)
+    async with conveyor_process(["run"], settings, "conveyor-run") as running:
+        yield running
 
 
 async def _await_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:

@@ -26,9 +26,8 @@ from typing import Any
 
 import asyncpg
 import httpx
-import nats
 import pytest
-from conftest import settings_env
+from conftest import UNLIMITED, connect_as, settings_env
 from nats.js.errors import KeyNotFoundError
 
 from actors.leases import member_id
@@ -114,7 +113,7 @@ async def wait_ready(c: Cluster, timeout: float = 60.0) -> None:
 async def partitions_of(c: Cluster) -> dict[str, set[int]]:
     """Which process (by name) holds which persistence partitions now."""
     pids = {member_id(p.pid): name for name, p in c.procs.items()}
-    nc = await nats.connect(c.settings.nats_url)
+    nc = await connect_as(c.settings, "ops")
     try:
         kv = await nc.jetstream().key_value(subjects.LEASES_BUCKET)
         held: dict[str, set[int]] = {}
@@ -297,7 +296,7 @@ def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedSt
 
 @pytest.fixture
 async def cluster(fault_stack: EmbeddedStack) -> AsyncIterator[Cluster]:
-    settings = fault_stack.settings_out.replace(http_port=free_port())
+    settings = fault_stack.settings_out.replace(http_port=free_port(), **UNLIMITED)
     await provision(settings)
     logs = Path(settings.data_dir) / "logs"
     c = Cluster(

@@ -6,8 +6,7 @@ from __future__ import annotations
 import uuid
 
 import msgspec
-import nats
-from conftest import Api, Service
+from conftest import Api, Service, connect_as
 
 from actors.publisher import Publisher
 from schemas import subjects
@@ -19,7 +18,8 @@ async def test_same_event_twice_is_one_job(api: Api, service: Service) -> None:
     ticket = await api.create_upload(content)
     assert (await api.put(ticket, content)).status_code == 200
     accepted = await api.post(f"/v1/uploads/{ticket['upload_id']}/complete")
-    nc = await nats.connect(service.settings.nats_url)
+    # As a gateway retrying its publish.
+    nc = await connect_as(service.settings, "gateway")
     try:
         js = nc.jetstream()
         stored = await js.get_last_msg(

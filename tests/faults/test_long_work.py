@@ -10,8 +10,8 @@ from typing import Any
 
 import asyncpg
 import httpx
-import nats
 import pytest
+from conftest import connect_as
 
 from gateway.auth import issue_token
 from ops.provision import consumer
@@ -41,7 +41,7 @@ def big_csv(rows: int) -> bytes:
 async def test_work_longer_than_ack_wait_is_done_once(
     cluster: Cluster, pool: asyncpg.Pool[Any]
 ) -> None:
-    nc = await nats.connect(cluster.settings.nats_url)
+    nc = await connect_as(cluster.settings, "ops")
     js = nc.jetstream()
     try:
         short = cluster.settings.replace(ack_wait_seconds=ACK_WAIT)

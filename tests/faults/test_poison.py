@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 import msgspec
-import nats
+from conftest import connect_as
 from nats.js.errors import NotFoundError
 
 from actors.publisher import Publisher
@@ -18,7 +18,7 @@ from tests.waits import eventually
 
 
 async def test_poison_message_is_dead_lettered(cluster: Cluster, pool: asyncpg.Pool[Any]) -> None:
-    nc = await nats.connect(cluster.settings.nats_url)
+    nc = await connect_as(cluster.settings, "ops")
     js = nc.jetstream()
     job_id = uuid.uuid4()
     letter = subjects.dead_letter("upload", job_id)

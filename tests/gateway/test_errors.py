@@ -9,7 +9,13 @@ import uuid
 import httpx
 import jwt
 import pytest
+import websockets
 from conftest import Api, Service
+from litestar import Litestar, get
+from litestar.exceptions import HTTPException
+
+from gateway.problems import on_exception, on_http_exception
+from gateway.requests import RequestIds
 
 PROBLEM = "application/problem+json"
 
@@ -36,7 +42,7 @@ def forged(service: Service, **claims: object) -> str:
     "claims",
     [
         {"aud": "someone-else"},
-        {"exp": int(time.time()) - 10},
+        {"exp": int(time.time()) - 120},
         {"_secret": "not-the-secret-" * 4},
         {"sub": None},
     ],
@@ -67,18 +73,56 @@ async def test_unauthenticated_health_ready_schema(http: httpx.AsyncClient) -> N
     assert "/v1/jobs/{job_id}" in schema["paths"]
 
 
-async def test_other_owner_gets_404_everywhere(api: Api, other_api: Api) -> None:
+# Routes that are not about one owner's objects: probes, the document itself, and
+# operations (the `admin` scope, checked in test_auth).
+NOT_OWNED = {"/health", "/ready", "/v1/admin/status"}
+EVENTS = "/v1/jobs/{job_id}/events"
+
+
+async def test_other_owner_gets_404_on_every_route(
+    api: Api, other_api: Api, service: Service
+) -> None:
+    """Walks every route in the OpenAPI document, and the WebSocket, as a second owner."""
     ticket, _ = await api.submit(b"a\n1\n")
-    job_id, upload_id = ticket["job_id"], ticket["upload_id"]
-    await api.wait_terminal(job_id)
-    for path in (f"/v1/jobs/{job_id}", f"/v1/jobs/{job_id}/result"):
-        assert_problem(await other_api.get(path), 404)
-    assert_problem(await other_api.post(f"/v1/uploads/{upload_id}/complete"), 404)
-    assert (await other_api.get("/v1/jobs")).json()["items"] == []
-    # The same answer as for ids that never existed.
-    assert_problem(await api.get(f"/v1/jobs/{uuid.uuid4()}"), 404)
-    assert_problem(await api.get("/v1/jobs/not-a-uuid"), 404)
-    assert_problem(await api.post(f"/v1/uploads/{uuid.uuid4()}/complete"), 404)
+    ids = {"job_id": ticket["job_id"], "upload_id": ticket["upload_id"]}
+    await api.wait_terminal(ticket["job_id"])
+    schema = (await api.get("/schema/openapi.json")).json()
+    walked = set()
+    for template, operations in schema["paths"].items():
+        if template in NOT_OWNED:
+            continue
+        path = template.format(**ids)
+        for method in operations:
+            r = await other_api.client.request(method.upper(), path, headers=other_api.headers)
+            if "{" in template:
+                body = assert_problem(r, 404)
+                # The same answer as for an id that never existed.
+                unknown = template.format(**dict.fromkeys(ids, str(uuid.uuid4())))
+                r2 = await api.client.request(method.upper(), unknown, headers=api.headers)
+                assert assert_problem(r2, 404)["title"] == body["title"]
+            else:
+                # Collections: the other owner's objects are simply not in them.
+                assert r.status_code in (200, 422), (method, path, r.text)
+                if r.status_code == 200:
+                    assert ticket["job_id"] not in r.text
+            walked.add((method.upper(), template))
+    assert walked >= {
+        ("POST", "/v1/uploads/{upload_id}/complete"),
+        ("GET", "/v1/jobs/{job_id}"),
+        ("GET", "/v1/jobs/{job_id}/result"),
+        ("GET", "/v1/jobs/{job_id}/artifacts"),
+        ("GET", "/v1/jobs"),
+    }
+    # The WebSocket (not in the OpenAPI document): closed with 4404 like an unknown job.
+    for job_id in (ticket["job_id"], str(uuid.uuid4())):
+        url = service.url.replace("http://", "ws://") + EVENTS.format(job_id=job_id)
+        async with websockets.connect(f"{url}?token={other_api.token}") as ws:
+            with pytest.raises(websockets.ConnectionClosed):
+                await ws.recv()
+            assert ws.close_code == 4404
+    # And the completed upload was not completed a second time by the other owner.
+    job = (await api.get(f"/v1/jobs/{ticket['job_id']}")).json()
+    assert job["status"] == "succeeded"
 
 
 async def test_declared_size_over_limit_is_413(api: Api, service: Service) -> None:
@@ -102,6 +146,8 @@ async def test_declared_size_over_limit_is_413(api: Api, service: Service) -> No
         {"filename": "a.csv", "content_type": "not a type", "size": 1},
         {"filename": "a.csv", "content_type": "text/csv", "size": 1, "owner": "mallory"},
         {"filename": "a.csv", "content_type": "text/csv", "size": 1, "status": "succeeded"},
+        {"filename": "a.csv", "content_type": "text/csv", "size": 1, "job_id": str(uuid.uuid4())},
+        {"filename": "a.csv", "content_type": "text/csv", "size": 1, "key": "other/prefix/f"},
     ],
     ids=[
         "missing",
@@ -113,6 +159,8 @@ async def test_declared_size_over_limit_is_413(api: Api, service: Service) -> No
         "content-type",
         "owner",
         "status",
+        "job-id",
+        "object-key",
     ],
 )
 async def test_bad_upload_body_is_422(api: Api, body: dict[str, object]) -> None:
@@ -186,7 +234,7 @@ async def test_abandoned_idempotency_reservation_is_taken_over(
     import hashlib
 
     import msgspec
-    import nats
+    from conftest import connect_as
 
     from gateway.idempotency import ABANDONED_AFTER, Remembered, slot_for
     from schemas import subjects
@@ -194,7 +242,8 @@ async def test_abandoned_idempotency_reservation_is_taken_over(
     key = f"key-{uuid.uuid4()}"
     body = {"filename": "a.csv", "content_type": "text/csv", "size": 3}
     raw = msgspec.json.encode(body)
-    nc = await nats.connect(service.settings.nats_url)
+    # As the gateway that reserved the key and died.
+    nc = await connect_as(service.settings, "gateway")
     try:
         kv = await nc.jetstream().key_value(subjects.IDEMPOTENCY_BUCKET)
         slot = slot_for(owner, "/v1/uploads", key.encode())
@@ -211,3 +260,26 @@ async def test_abandoned_idempotency_reservation_is_taken_over(
         headers={"Idempotency-Key": key, "content-type": "application/json"},
     )
     assert r.status_code == 201, r.text
+
+
+async def test_unexpected_exception_is_a_500_problem_without_internals() -> None:
+    """The gateway's own handlers and request ids, around a route that fails."""
+
+    @get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("password=hunter2 at /srv/conveyor/secret.py")
+
+    app = RequestIds(
+        Litestar(
+            route_handlers=[boom],
+            exception_handlers={HTTPException: on_http_exception, Exception: on_exception},
+            logging_config=None,
+        )
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+        r = await client.get("/boom", headers={"X-Request-ID": "trace-500"})
+    body = assert_problem(r, 500)
+    assert body["request_id"] == r.headers["x-request-id"] == "trace-500"
+    for leak in ("hunter2", "secret.py", "RuntimeError", "Traceback"):
+        assert leak not in r.text

@@ -9,7 +9,7 @@ import uuid
 import nats
 import pytest
 import websockets
-from conftest import ENVELOPE_FIELDS, Api, Service
+from conftest import ENVELOPE_FIELDS, Api, Service, connect_as
 
 EXPECTED = ["uploaded", "verifying", "verified", "processed"]
 
@@ -79,7 +79,8 @@ async def test_websocket_refuses_other_owner_and_no_token(
 async def test_nats_subscriber_sees_events_in_order(api: Api, service: Service) -> None:
     content = b"a,b\n1,2\n"
     ticket = await api.create_upload(content)
-    nc = await nats.connect(service.settings.nats_url)
+    # The read-only user that outside subscribers get.
+    nc = await connect_as(service.settings, "subscriber")
     try:
         received: list[tuple[str, dict[str, object], dict[str, str]]] = []
         done = asyncio.Event()

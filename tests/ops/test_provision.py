@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import nats
+from conftest import connect_as
 from nats.js.api import RetentionPolicy
 
 from ops.connections import postgres_pool
@@ -25,7 +25,7 @@ async def test_provision_twice_changes_nothing(provisioned: Settings) -> None:
 
 
 async def test_streams_are_replayable_and_deduplicating(provisioned: Settings) -> None:
-    nc = await nats.connect(provisioned.nats_url)
+    nc = await connect_as(provisioned, "ops")
     try:
         js = nc.jetstream()
         info = await js.stream_info(subjects.JOBS_STREAM)

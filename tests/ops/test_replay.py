@@ -8,9 +8,8 @@ from typing import Any
 
 import asyncpg
 import msgspec
-import nats
 import pytest
-from conftest import Api, Service
+from conftest import Api, Service, connect_as
 from nats.aio.client import Client as NATS
 
 from actors.persistence import PersistenceActor, Stored
@@ -20,7 +19,7 @@ from ops.replay import replay
 
 @pytest.fixture
 async def clients(service: Service) -> AsyncIterator[tuple[NATS, asyncpg.Pool[Any]]]:
-    nc = await nats.connect(service.settings.nats_url)
+    nc = await connect_as(service.settings, "ops")
     async with postgres_pool(service.settings, size=2) as pool:
         yield nc, pool
     await nc.close()

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from conftest import settings_env
 
+from ops import nats_auth
 from ops.stack import EmbeddedStack, read_stack_env
 from schemas.settings import Settings
 
@@ -48,7 +49,8 @@ def _alive(pid: int) -> bool:
 def test_run_stops_every_server_on_ctrl_c(tmp_path: Path, settings: Settings) -> None:
     data_dir = tmp_path / "run"
     env = settings_env(settings)
-    # Nothing configured but a data folder and a port: everything starts embedded.
+    # Nothing configured but a data folder and a port: everything starts embedded,
+    # NATS with fresh passwords for its users.
     for name in (
         "NATS_URL",
         "DATABASE_URL",
@@ -59,6 +61,8 @@ def test_run_stops_every_server_on_ctrl_c(tmp_path: Path, settings: Settings) ->
         "JWT_SECRET",
     ):
         env.pop(f"CONVEYOR_{name}")
+    for user in nats_auth.USERS:
+        env.pop(nats_auth.password_env(user))
     env["CONVEYOR_DATA_DIR"] = str(data_dir)
     env["CONVEYOR_HTTP_PORT"] = "0"
     log = tmp_path / "run.log"

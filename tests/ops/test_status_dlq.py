@@ -7,9 +7,8 @@ import uuid
 from collections.abc import AsyncIterator
 
 import msgspec
-import nats
 import pytest
-from conftest import Api, Service
+from conftest import Api, Service, connect_as
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import RawStreamMsg
@@ -27,7 +26,7 @@ from tests.waits import wait_for_value
 
 @pytest.fixture
 async def nc(service: Service) -> AsyncIterator[NATS]:
-    client = await nats.connect(service.settings.nats_url)
+    client = await connect_as(service.settings, "ops")
     yield client
     await client.close()
 

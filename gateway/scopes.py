@@ -1,0 +1,31 @@
+"""What a token may do: route guards on the token's `scope` claim (403 when missing)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.exceptions import PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+from litestar.types import Guard
+
+READ = "jobs:read"
+"""Read jobs, results and artifacts; subscribe to a job's events."""
+WRITE = "jobs:write"
+"""Create uploads and complete them."""
+ADMIN = "admin"
+"""Operations routes under /v1/admin."""
+
+DEFAULT_SCOPES = frozenset({READ, WRITE})
+ALL_SCOPES = frozenset({READ, WRITE, ADMIN})
+
+
+def requires(scope: str) -> Guard:
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        if connection.scope.get("method") == "OPTIONS":
+            return  # Litestar's own answer (Allow), unauthenticated like a CORS preflight
+        granted = connection.scope.get("auth")
+        if not isinstance(granted, frozenset) or scope not in granted:
+            raise PermissionDeniedException(detail=f"the token lacks the {scope!r} scope")
+
+    return guard
