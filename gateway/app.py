@@ -22,7 +22,7 @@ from gateway.health import health, ready
 from gateway.idempotency import IdempotencyMiddleware
 from gateway.jobs import get_job, get_result, list_jobs
 from gateway.problems import on_exception, on_http_exception
-from gateway.ratelimit import AddressRateLimitMiddleware, owner_rate_limit
+from gateway.ratelimit import AddressRateLimitMiddleware, OwnerRateLimitMiddleware
 from gateway.requests import RequestIds
 from gateway.scopes import ADMIN, READ, WRITE, requires
 from gateway.services import Services
@@ -52,11 +52,9 @@ def create_app(services: Services) -> Litestar:
         middleware=[
             AddressRateLimitMiddleware(services.rate_limits),
             DefineMiddleware(JWTAuthMiddleware, verifier=services.tokens, exclude=["^/schema"]),
+            OwnerRateLimitMiddleware(services.rate_limits),
             IdempotencyMiddleware(services.idempotency, max_body=services.settings.max_body_bytes),
         ],
-        # After authentication, before the scope guards: a spent owner budget answers
-        # 429 even for a route the token may not use.
-        guards=[owner_rate_limit(services.rate_limits)],
         request_max_body_size=services.settings.max_body_bytes,
         exception_handlers={HTTPException: on_http_exception, Exception: on_exception},
         openapi_config=OpenAPIConfig(

@@ -26,7 +26,7 @@ from litestar.middleware.authentication import (
 from litestar.types import ASGIApp
 
 from gateway.jwks import KeySet
-from gateway.scopes import DEFAULT_SCOPES
+from gateway.scopes import DEFAULT_SCOPES, Grant
 from schemas.settings import Settings
 
 SYMMETRIC = "HS256"
@@ -65,7 +65,7 @@ class TokenVerifier:
         self._keys = keys
         self._required = ["exp", "sub", "aud"] + (["iss"] if settings.jwt_issuer else [])
 
-    async def verify(self, token: str) -> tuple[str, frozenset[str]]:
+    async def verify(self, token: str) -> tuple[str, Grant]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -99,7 +99,18 @@ class TokenVerifier:
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject.strip() or len(subject) > 256:
             raise _invalid("the subject must be a non-empty string of at most 256 characters")
-        return subject, _scopes(claims.get("scope"))
+        if not subject.isprintable() or not _encodes(subject):
+            raise _invalid("the subject must be printable text")
+        return subject, Grant(scopes=_scopes(claims.get("scope")), expires_at=float(claims["exp"]))
+
+
+def _encodes(text: str) -> bool:
+    # A lone surrogate ("\ud800") is a str but no UTF-8: it would fail in keys and SQL.
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _scopes(raw: object) -> frozenset[str]:
@@ -133,5 +144,5 @@ class JWTAuthMiddleware(AbstractAuthenticationMiddleware):
             )
         if not token:
             raise NotAuthorizedException(detail="missing bearer token")
-        owner, scopes = await self._verifier.verify(token.strip())
-        return AuthenticationResult(user=owner, auth=scopes)
+        owner, grant = await self._verifier.verify(token.strip())
+        return AuthenticationResult(user=owner, auth=grant)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from typing import Any
 
@@ -19,12 +20,15 @@ from nats.aio.msg import Msg
 from nats.js.errors import NotFoundError
 
 from gateway.jobs import find_job
+from gateway.scopes import Grant
 from gateway.services import Services
 from schemas import subjects
 from schemas.events import TERMINAL
 
-# Application close codes (4000-4999): 4404 mirrors HTTP 404.
+# Application close codes (4000-4999) mirror HTTP: 4404 no such job, 4401 the token
+# expired while the socket was open.
 CLOSE_NOT_FOUND = 4404
+CLOSE_EXPIRED = 4401
 # Re-read the stream this often even without a relay.
 POLL_SECONDS = 5.0
 
@@ -69,9 +73,15 @@ async def job_events(socket: WebSocket[str, Any, Any], job_id: str, services: Se
     # Subscribed before the first read: an event stored after that read is relayed.
     sub = await services.nc.subscribe(subjects.notify_job_all(jid), cb=on_relay)
     gone = asyncio.create_task(_until_disconnect(socket))
+    grant = socket.scope.get("auth")
+    expires_at = grant.expires_at if isinstance(grant, Grant) else time.time()
     try:
         last_seq = 0
         while not gone.done():
+            left = expires_at - time.time()
+            if left <= 0:
+                await socket.close(code=CLOSE_EXPIRED, reason="token expired")
+                return
             wake.clear()
             for seq, subject, data in await _events_after(services, jid, last_seq):
                 await socket.send_text(data.decode())
@@ -81,7 +91,9 @@ async def job_events(socket: WebSocket[str, Any, Any], job_id: str, services: Se
                     return
             waiter = asyncio.create_task(wake.wait())
             await asyncio.wait(
-                {waiter, gone}, timeout=POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED
+                {waiter, gone},
+                timeout=min(POLL_SECONDS, left),
+                return_when=asyncio.FIRST_COMPLETED,
             )
             waiter.cancel()
     except WebSocketDisconnect:

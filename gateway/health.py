@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Awaitable
 from typing import Any
 
+import structlog
 from litestar import Request, Response, get
 from litestar.openapi import ResponseSpec
 
@@ -13,6 +14,8 @@ from gateway.openapi import ProblemOperation, problems
 from gateway.problems import problem_response
 from gateway.services import Services
 from schemas.api import Readiness
+
+log = structlog.get_logger("gateway.health")
 
 _TIMEOUT = 2.0
 
@@ -32,7 +35,9 @@ async def _check(probe: Awaitable[Any]) -> str:
     try:
         await asyncio.wait_for(probe, timeout=_TIMEOUT)
     except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"[:200] or type(exc).__name__
+        # Unauthenticated: the kind of failure only; addresses and messages go to the log.
+        log.warning("readiness check failed", error=f"{type(exc).__name__}: {exc}")
+        return type(exc).__name__
     return "ok"
 
 

@@ -22,6 +22,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from gateway.errors import Conflict, PayloadTooLarge, Unprocessable
+from gateway.scopes import WRITE, granted
 
 HEADER = b"idempotency-key"
 REPLAYED = b"idempotent-replayed"
@@ -47,7 +48,13 @@ class IdempotencyMiddleware(ASGIMiddleware):
         self._decoder = msgspec.json.Decoder(Remembered)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        if scope["type"] != ScopeType.HTTP or scope.get("method") != "POST":
+        if (
+            scope["type"] != ScopeType.HTTP
+            or scope.get("method") != "POST"
+            # Without the write scope the route's guard refuses it: never answer such a
+            # request from the store, which would hand out a stored upload URL.
+            or WRITE not in granted(scope)
+        ):
             await next_app(scope, receive, send)
             return
         raw_key = next((v for k, v in scope.get("headers", []) if k == HEADER), None)

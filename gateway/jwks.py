@@ -37,6 +37,7 @@ class KeySet:
         self._min_refresh = min_refresh
         self._keys: dict[str, PyJWK] = {}
         self._fetched_at = -float("inf")
+        self._failed_at = -float("inf")
         self._lock = asyncio.Lock()
 
     async def key(self, kid: str) -> PyJWK | None:
@@ -44,6 +45,10 @@ class KeySet:
         stale = time.monotonic() - self._fetched_at > self._ttl
         if kid in self._keys and not stale:
             return self._keys[kid]
+        if not self._keys and time.monotonic() - self._failed_at < self._min_refresh:
+            # The issuer was just unreachable: answer at once instead of queueing
+            # every request behind another fetch that would time out too.
+            raise Unavailable("the token issuer's keys can not be fetched")
         async with self._lock:
             # Another request may have fetched while this one waited.
             since = time.monotonic() - self._fetched_at
@@ -58,6 +63,7 @@ class KeySet:
             keys = PyJWKSet.from_json(response.text).keys
         except (httpx.HTTPError, PyJWKError, PyJWKSetError, ValueError) as exc:
             log.warning("jwks fetch failed", url=self._url, error=f"{type(exc).__name__}: {exc}")
+            self._failed_at = time.monotonic()
             if not self._keys:
                 raise Unavailable("the token issuer's keys can not be fetched") from exc
             # Keep serving the keys we had; try again after `min_refresh`.

@@ -14,22 +14,21 @@ tightest budget's RateLimit-* headers; a 429 also carries Retry-After.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import structlog
 from limits import RateLimitItem, parse_many
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.errors import StorageError
-from litestar.connection import ASGIConnection
 from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
-from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import ASGIMiddleware
-from litestar.types import ASGIApp, Guard, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from redis.asyncio import Redis
 
 from gateway.errors import TooManyRequests
@@ -42,6 +41,8 @@ By = Literal["address", "owner"]
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 EXCLUDE_OPT = "exclude_from_rate_limit"
 _STATE_KEY = "rate_limits"
+# After Redis failed, requests go uncounted this long before it is asked again.
+UNCOUNTED_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +83,7 @@ class RateLimits:
             connection_pool=redis.connection_pool,  # type: ignore[arg-type]
         )
         self._limiter = SlidingWindowCounterRateLimiter(storage)
+        self._uncounted_until = 0.0
         self._budgets: dict[tuple[By, bool], list[RateLimitItem]] = {
             (by, write): _parse(
                 f"rate_limit_{by}_{kind}", getattr(settings, f"rate_limit_{by}_{kind}")
@@ -95,13 +97,24 @@ class RateLimits:
         write = scope.get("method", "GET") in WRITE_METHODS
         kind = "writes" if write else "reads"
         taken: list[Usage] = scope.setdefault("state", {}).setdefault(_STATE_KEY, [])
+        if time.monotonic() < self._uncounted_until:
+            return
         for item in self._budgets[(by, write)]:
             try:
                 allowed = await self._limiter.hit(item, by, kind, identity)
+                # A second round trip: under concurrent requests `remaining` may be a
+                # little stale; whether this one is allowed was decided atomically.
                 stats = await self._limiter.get_window_stats(item, by, kind, identity)
             except StorageError as exc:
-                # Redis holds only counters: without it, serve unlimited rather than not at all.
-                log.warning("rate limit not counted", error=str(exc.storage_error))
+                # Redis holds only counters: without it, serve unlimited rather than not
+                # at all, and stop asking for a while so requests do not each wait out
+                # its timeouts.
+                self._uncounted_until = time.monotonic() + UNCOUNTED_SECONDS
+                log.warning(
+                    "rate limits not counted",
+                    error=str(exc.storage_error),
+                    for_seconds=UNCOUNTED_SECONDS,
+                )
                 return
             usage = Usage(
                 limit=item.amount,
@@ -114,7 +127,11 @@ class RateLimits:
                 headers = usage.headers()
                 headers["Retry-After"] = str(max(1, usage.reset))
                 raise TooManyRequests(
-                    f"{by} {kind} budget of {item.amount} per {item.get_expiry()}s is spent",
+                    by=by,
+                    kind=kind,
+                    limit=item.amount,
+                    window=item.get_expiry(),
+                    retry_after=max(1, usage.reset),
                     headers=headers,
                 )
 
@@ -137,7 +154,7 @@ class AddressRateLimitMiddleware(ASGIMiddleware):
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         client = scope.get("client")
-        await self._limits.take(scope, "address", client[0] if client else "unknown")
+        await self._limits.take(scope, "address", address_key(client[0] if client else ""))
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] in ("http.response.start", "websocket.accept"):
@@ -151,14 +168,32 @@ class AddressRateLimitMiddleware(ASGIMiddleware):
         await next_app(scope, receive, send_with_headers)
 
 
-def owner_rate_limit(limits: RateLimits) -> Guard:
-    """An app-wide guard: the owner budget, once the token named the owner."""
+def address_key(host: str) -> str:
+    """What an address budget is kept under: the IPv4 address, or the IPv6 /64 (one
+    client usually holds a whole /64, and could otherwise walk through it)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host or "unknown"
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
 
-    async def guard(
-        connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
-    ) -> None:
-        if handler.opt.get(EXCLUDE_OPT) or connection.scope.get("user") is None:
-            return
-        await limits.take(connection.scope, "owner", str(connection.user))
 
-    return guard
+class OwnerRateLimitMiddleware(ASGIMiddleware):
+    """Takes the owner budget, once authentication named the owner, and before the
+    idempotency layer could answer from its store."""
+
+    scopes = (ScopeType.HTTP, ScopeType.WEBSOCKET)
+    exclude_opt_key = EXCLUDE_OPT
+
+    def __init__(self, limits: RateLimits) -> None:
+        self._limits = limits
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        owner = scope.get("user")
+        if owner is not None:
+            await self._limits.take(scope, "owner", str(owner))
+        await next_app(scope, receive, send)

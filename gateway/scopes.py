@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from litestar.connection import ASGIConnection
 from litestar.exceptions import PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
-from litestar.types import Guard
+from litestar.types import Guard, Scope
 
 READ = "jobs:read"
 """Read jobs, results and artifacts; subscribe to a job's events."""
@@ -20,12 +21,25 @@ DEFAULT_SCOPES = frozenset({READ, WRITE})
 ALL_SCOPES = frozenset({READ, WRITE, ADMIN})
 
 
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What a verified token grants (a connection's `auth`)."""
+
+    scopes: frozenset[str]
+    expires_at: float
+    """The token's `exp` (Unix time): a WebSocket is closed then."""
+
+
+def granted(scope: Scope) -> frozenset[str]:
+    grant = scope.get("auth")
+    return grant.scopes if isinstance(grant, Grant) else frozenset()
+
+
 def requires(scope: str) -> Guard:
     def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         if connection.scope.get("method") == "OPTIONS":
             return  # Litestar's own answer (Allow), unauthenticated like a CORS preflight
-        granted = connection.scope.get("auth")
-        if not isinstance(granted, frozenset) or scope not in granted:
+        if scope not in granted(connection.scope):
             raise PermissionDeniedException(detail=f"the token lacks the {scope!r} scope")
 
     return guard

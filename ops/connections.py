@@ -6,6 +6,7 @@ Created by entry points and test fixtures, then handed to actors and the gateway
 from __future__ import annotations
 
 import asyncio
+import urllib.parse
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -21,13 +22,18 @@ from redis.asyncio import Redis
 
 from gateway.auth import ASYMMETRIC, TokenVerifier
 from gateway.jwks import KeySet
-from ops.nats_auth import User, inbox_prefix, password_of
+from ops.nats_auth import User, password_of
+from schemas.errors import SettingsError
 from schemas.settings import Settings
+from schemas.subjects import inbox_prefix
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
 
 log = structlog.get_logger("ops.connections")
+
+# Of an HS256 secret: shorter ones can be found by trying.
+MIN_SECRET_LENGTH = 32
 
 
 @asynccontextmanager
@@ -102,8 +108,14 @@ async def postgres_pool(
 async def token_verifier(settings: Settings) -> AsyncIterator[TokenVerifier]:
     """HS256 with the shared secret, or the issuer's JWKS (fetched over HTTP) when set."""
     if not settings.jwt_jwks_url:
+        if len(settings.jwt_secret) < MIN_SECRET_LENGTH:
+            raise SettingsError(f"CONVEYOR_JWT_SECRET: at least {MIN_SECRET_LENGTH} characters")
         yield TokenVerifier(settings)
         return
+    url = urllib.parse.urlsplit(settings.jwt_jwks_url)
+    if url.scheme != "https" and url.hostname not in ("127.0.0.1", "::1", "localhost"):
+        # Whoever can change the keys in transit can sign any token.
+        raise SettingsError("CONVEYOR_JWT_JWKS_URL: https, unless on this host")
     async with httpx.AsyncClient(timeout=5, follow_redirects=False) as http:
         keys = KeySet(
             settings.jwt_jwks_url,

@@ -22,8 +22,10 @@ less than one would like:
   of reach of a permission), and the named form is allowed with the durable
   consumers' names denied.
 - Pulling (`$JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>`) names the consumer
-  in one token, and ephemeral consumers get random names: a user with ephemeral
-  consumers (persistence, subscriber) is allowed any name but the durables'.
+  in one token, and ephemeral consumers get random names: persistence, the one
+  user with ephemeral consumers, is allowed any name but the durables'.
+- A consumer's `deliver_subject` is not checked against its creator's rights, so
+  creating consumers is as good as publishing anywhere; only persistence may.
 
 These two denials are derived from `subjects.CONSUMER_FILTERS`, so a new durable
 consumer is protected as soon as it is declared there.
@@ -40,17 +42,19 @@ import msgspec
 from schemas import subjects
 from schemas.events import Failed, Processed, Rejected, Uploaded, Verified, Verifying
 from schemas.settings import Settings, env_name
+from schemas.subjects import (
+    JS_ACK,
+    JS_API,
+    JS_FLOW_CONTROL,
+    KV_PREFIX,
+    KV_STREAM_PREFIX,
+    inbox_prefix,
+)
 
 User = Literal[
     "gateway", "upload", "processing", "persistence", "notification", "ops", "subscriber"
 ]
 USERS: Final[tuple[User, ...]] = get_args(User)
-
-JS_API: Final = "$JS.API"
-JS_ACK: Final = "$JS.ACK"
-JS_FLOW_CONTROL: Final = "$JS.FC"
-KV_PREFIX: Final = "$KV"
-KV_STREAM_PREFIX: Final = "KV_"
 
 
 @dataclass(frozen=True)
@@ -84,11 +88,6 @@ def password_env(user: User) -> str:
 def password_of(settings: Settings, user: User) -> str:
     value: str = getattr(settings, password_field(user))
     return value
-
-
-def inbox_prefix(user: User) -> str:
-    """Where `user`'s replies arrive: a prefix of its own instead of the shared `_INBOX`."""
-    return f"_INBOX_{user}"
 
 
 def _tag(event: type[msgspec.Struct]) -> str:
@@ -133,18 +132,17 @@ def _read_stream(stream: str) -> list[str]:
     ]
 
 
-def _create_ephemeral(stream: str, filter_subject: str | None) -> list[str]:
-    """Create consumers by name, filtered to `filter_subject` if given (a filter in
-    the subject must equal the one in the request). The durables' names are denied
-    apart (`_durables_denied`)."""
-    create = f"{JS_API}.CONSUMER.CREATE.{stream}.*"
-    return [f"{create}.{filter_subject}"] if filter_subject else [create, f"{create}.>"]
+def _ephemeral_consumers(stream: str, filter_subject: str) -> list[str]:
+    """Create consumers by name, filtered to `filter_subject` (a filter in the subject
+    must equal the one in the request), pull from them and ask their state. The
+    durables' names are denied apart (`_durables_denied`).
 
-
-def _ephemeral_consumers(stream: str, filter_subject: str | None) -> list[str]:
-    """Create ephemeral consumers, pull from them and ask their state."""
+    Whoever may create a consumer may also give it a `deliver_subject`, and the server
+    then publishes the stream's messages there without asking whether the creator may
+    (nats-io/nats-server#8274): into `dlq.>`, the relay, anywhere. So only
+    persistence, which can not do without, gets this."""
     return [
-        *_create_ephemeral(stream, filter_subject),
+        f"{JS_API}.CONSUMER.CREATE.{stream}.*.{filter_subject}",
         f"{JS_API}.CONSUMER.MSG.NEXT.{stream}.*",
         f"{JS_API}.CONSUMER.INFO.{stream}.*",
     ]
@@ -168,15 +166,14 @@ def _read_kv(bucket: str) -> list[str]:
 
 
 def _status() -> list[str]:
-    """What `ops.status.collect` reads (the gateway's admin route runs it too): stream
-    and durable consumer state, leases, and the lag of each partition after its
-    watermark, from a throwaway consumer created by name and left to expire."""
+    """What `ops.status.collect(lag=False)` reads for the gateway's admin route: stream
+    and durable consumer state, and leases. The partitions' lag needs a consumer, which
+    the gateway may not create (see `_ephemeral_consumers`)."""
     jobs = subjects.JOBS_STREAM
     return [
         *(f"{JS_API}.STREAM.INFO.{s}" for s in (jobs, subjects.DEAD_LETTER_STREAM)),
         *(f"{JS_API}.CONSUMER.INFO.{jobs}.{c}" for c in subjects.CONSUMER_FILTERS),
         *_read_kv(subjects.LEASES_BUCKET),
-        *_create_ephemeral(jobs, subjects.STORED_JOBS),
     ]
 
 
@@ -219,7 +216,6 @@ def permissions() -> dict[User, Permissions]:
                 *_status(),
             ),
             subscribe=(*inbox("gateway"), f"{subjects.NOTIFY_PREFIX}.>"),
-            deny_publish=tuple(_durables_denied(jobs)),
         ),
         "upload": Permissions(
             publish=(
@@ -274,16 +270,13 @@ def permissions() -> dict[User, Permissions]:
             subscribe=tuple(inbox("ops")),
         ),
         "subscriber": Permissions(
-            # Read-only: stream info, messages by sequence or subject, ephemeral
-            # consumers without acks; never an event, an ack, a delete or a purge.
+            # Read-only: stream info, messages by sequence or subject, and the core
+            # subjects; never a consumer, an event, an ack, a delete or a purge.
             publish=(
                 f"{JS_API}.STREAM.INFO.{jobs}",
                 *_read_stream(jobs),
-                *_ephemeral_consumers(jobs, None),
-                f"{JS_FLOW_CONTROL}.{jobs}.>",
             ),
             subscribe=(*inbox("subscriber"), *listen),
-            deny_publish=tuple(_durables_denied(jobs)),
         ),
     }
     assert set(table) == set(USERS)

@@ -16,7 +16,10 @@ from schemas.ops import ConsumerStatus, PartitionStatus, Status, StreamStatus
 from schemas.settings import Settings
 
 
-async def collect(js: JetStreamContext, pool: asyncpg.Pool[Any], settings: Settings) -> Status:
+async def collect(
+    js: JetStreamContext, pool: asyncpg.Pool[Any], settings: Settings, *, lag: bool = True
+) -> Status:
+    """`lag=False` skips counting each partition's lag, which needs consumers created."""
     streams = []
     for name in (subjects.JOBS_STREAM, subjects.DEAD_LETTER_STREAM):
         state = (await js.stream_info(name)).state
@@ -58,7 +61,7 @@ async def collect(js: JetStreamContext, pool: asyncpg.Pool[Any], settings: Setti
             PartitionStatus(
                 partition=partition,
                 watermark=mark,
-                lag=await _pending_after(js, partition, mark),
+                lag=await _pending_after(js, partition, mark) if lag else None,
                 owner=owner,
             )
         )
@@ -104,6 +107,7 @@ def render(status: Status) -> str:
         )
     lines += ["", "persistence partition  watermark      lag  owner"]
     for p in status.persistence:
-        lines.append(f"{p.partition:>21} {p.watermark:>10} {p.lag:>8}  {p.owner or '-'}")
+        lag = "-" if p.lag is None else p.lag
+        lines.append(f"{p.partition:>21} {p.watermark:>10} {lag:>8}  {p.owner or '-'}")
     lines += ["", f"dead letters: {status.dead_letters}"]
     return "\n".join(lines)

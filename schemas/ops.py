@@ -25,7 +25,7 @@ class PartitionStatus(msgspec.Struct, frozen=True, kw_only=True):
     partition: int
     watermark: int
     # Events stored in the partition after the watermark: not applied yet.
-    lag: int
+    lag: int | None
     owner: str | None
 
 

@@ -44,7 +44,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     jwt_jwks_url: str = ""
     jwt_jwks_cache_seconds: Annotated[float, msgspec.Meta(ge=0)] = 300.0
     # An unknown `kid` fetches the key set again, at most this often (forged kids are free).
-    jwt_jwks_min_refresh_seconds: Annotated[float, msgspec.Meta(ge=0)] = 10.0
+    jwt_jwks_min_refresh_seconds: Annotated[float, msgspec.Meta(gt=0)] = 10.0
     # Rate limits in `limits` notation ("20/second;600/minute"); empty: no limit.
     # Kept in Redis, so every gateway process shares them.
     rate_limit_owner_writes: str = "60/minute"
@@ -60,7 +60,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     allowed_content_types: str = (
         "text/csv,text/tab-separated-values,text/plain,application/json,"
         "application/x-ndjson,application/jsonl,application/vnd.apache.parquet,"
-        "application/x-parquet,application/octet-stream,image/*"
+        "application/x-parquet,application/octet-stream,"
+        # Not image/*: an SVG may carry script.
+        "image/png,image/jpeg,image/gif,image/webp,image/tiff,image/bmp"
     )
     max_upload_bytes: Annotated[int, msgspec.Meta(ge=1)] = 1024**3
     presign_ttl_seconds: Annotated[int, msgspec.Meta(ge=10, le=7 * 24 * 3600)] = 900

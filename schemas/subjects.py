@@ -28,6 +28,19 @@ LEASES_BUCKET: Final = "leases"
 # WebSocket listeners in any gateway process.
 NOTIFY_PREFIX: Final = "notify.jobs"
 
+# NATS's own subject prefixes, which permissions (ops.nats_auth) are written in.
+JS_API: Final = "$JS.API"
+JS_ACK: Final = "$JS.ACK"
+JS_FLOW_CONTROL: Final = "$JS.FC"
+KV_PREFIX: Final = "$KV"
+KV_STREAM_PREFIX: Final = "KV_"
+
+
+def inbox_prefix(user: str) -> str:
+    """Where NATS user `user`'s replies arrive: its own prefix, not the shared `_INBOX`."""
+    return f"_INBOX_{user}"
+
+
 # Header on relayed events: the stream sequence of the original.
 SEQ_HEADER: Final = "Conveyor-Stream-Seq"
 MSG_ID_HEADER: Final = "Nats-Msg-Id"

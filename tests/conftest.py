@@ -26,11 +26,12 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from gateway.auth import issue_token
-from ops.nats_auth import User, inbox_prefix, password_of
+from ops.nats_auth import User, password_of
 from ops.processes import provision
 from ops.secrets import with_dev_secrets
 from ops.stack import EmbeddedStack, _die_with_parent, free_port
 from schemas.settings import Settings, env_name
+from schemas.subjects import inbox_prefix
 
 # The fault suite's fixtures (a fresh cluster per test): `tests/faults/faultkit.py`.
 pytest_plugins = ["tests.faults.faultkit"]
@@ -123,7 +124,12 @@ class Service:
 
 @asynccontextmanager
 async def conveyor_process(
-    args: list[str], settings: Settings, name: str, *, stop_timeout: float = 20
+    args: list[str],
+    settings: Settings,
+    name: str,
+    *,
+    stop_timeout: float = 20,
+    probe: str = "/ready",
 ) -> AsyncIterator[Service]:
     """`conveyor ARGS` with exactly `settings`, until its gateway is ready; SIGTERM after."""
     log = Path(settings.data_dir) / "logs" / f"{name}.log"
@@ -137,7 +143,7 @@ async def conveyor_process(
         )
     url = f"http://{settings.http_host}:{settings.http_port}"
     try:
-        await _await_ready(url, proc, log)
+        await _await_ready(url, proc, log, probe)
         yield Service(url=url, settings=settings, log=log, proc=proc)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -157,7 +163,9 @@ async def service(provisioned: Settings) -> AsyncIterator[Service]:
         yield running
 
 
-async def _await_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+async def _await_ready(
+    url: str, proc: subprocess.Popen[bytes], log: Path, probe: str = "/ready"
+) -> None:
     deadline = time.monotonic() + 60
     async with httpx.AsyncClient(base_url=url, timeout=2) as client:
         while time.monotonic() < deadline:
@@ -166,7 +174,7 @@ async def _await_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> No
                     f"conveyor run exited {proc.returncode}:\n{log.read_text()[-4000:]}"
                 )
             try:
-                if (await client.get("/ready")).status_code == 200:
+                if (await client.get(probe)).status_code == 200:
                     return
             except httpx.TransportError:
                 pass

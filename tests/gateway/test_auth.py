@@ -141,6 +141,34 @@ async def test_each_route_needs_its_scope(
         assert json.loads(await ws.recv())["type"] == "uploaded"
 
 
+async def test_idempotent_replay_needs_the_write_scope(
+    http: httpx.AsyncClient, service: Service, owner: str
+) -> None:
+    writer = Api(http, issue_token(service.settings, owner, scopes={WRITE}))
+    reader = Api(http, issue_token(service.settings, owner, scopes={READ}))
+    body = {"filename": "f.csv", "content_type": "text/csv", "size": 1}
+    key = {"Idempotency-Key": f"scoped-{uuid.uuid4()}"}
+    first = await writer.post("/v1/uploads", json=body, headers=key)
+    assert first.status_code == 201, first.text
+    # The same owner, key and body, but a token that may not write: no stored answer.
+    again = await reader.post("/v1/uploads", json=body, headers=key)
+    assert_problem(again, 403)
+    assert first.json()["url"] not in again.text
+
+
+async def test_websocket_closes_when_its_token_expires(
+    api: Api, service: Service, owner: str
+) -> None:
+    ticket, _ = await api.submit(b"a\n1\n")
+    # Expired 5 s ago, inside the clock leeway: accepted at the handshake, then closed.
+    claims = claims_for(owner, iss=None, exp=int(time.time()) - 5)
+    token = jwt.encode(claims, service.settings.jwt_secret, algorithm="HS256")
+    async with websockets.connect(ws_url(service, ticket["job_id"]) + f"?token={token}") as ws:
+        with pytest.raises(websockets.ConnectionClosed):
+            await ws.recv()
+    assert ws.close_code == 4401
+
+
 # -- RS256/ES256 from a JWKS ----------------------------------------------------------
 
 
@@ -214,8 +242,8 @@ async def jwks_gateway(service: Service, key_server: KeyServer) -> AsyncIterator
         jwt_issuer=ISSUER,
         jwt_jwks_min_refresh_seconds=MIN_REFRESH,
     )
-    async with gateway_process(settings, "gateway-jwks") as url:
-        yield url
+    async with gateway_process(settings, "gateway-jwks") as gateway:
+        yield gateway.url
 
 
 async def status_with(url: str, token: str) -> httpx.Response:

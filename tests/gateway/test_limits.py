@@ -17,6 +17,7 @@ from gateways import gateway_process
 from test_errors import assert_problem
 
 from gateway.auth import issue_token
+from ops.stack import free_port
 
 OWNER_WRITES = 4
 ADDRESS_READS = 5
@@ -31,11 +32,13 @@ async def gateways(service: Service) -> AsyncIterator[tuple[str, str]]:
         rate_limit_address_writes="1000/hour",
         rate_limit_address_reads=f"{ADDRESS_READS}/hour",
     )
+    # The second believes X-Forwarded-For from 127.0.0.1 (a proxy on this host).
+    trusting = settings.replace(forwarded_allow_ips="127.0.0.1")
     async with (
         gateway_process(settings, "gateway-limits-1") as one,
-        gateway_process(settings, "gateway-limits-2") as two,
+        gateway_process(trusting, "gateway-limits-2") as two,
     ):
-        yield one, two
+        yield one.url, two.url
 
 
 def new_address() -> str:
@@ -127,13 +130,39 @@ async def test_address_read_budget_is_shared_and_counts_before_authentication(
     assert (await elsewhere.get("/v1/jobs", headers=fresh)).status_code == 200
 
 
-async def test_forwarded_for_is_not_believed_from_an_unlisted_proxy(
-    service: Service, clients: Callable[[str], Pair]
+async def test_forwarded_for_is_believed_only_from_a_listed_proxy(
+    clients: Callable[[str], Pair],
 ) -> None:
-    one, _ = clients(new_address())
-    for i in range(ADDRESS_READS):
-        spoofed = {"X-Forwarded-For": f"10.0.0.{i + 1}"}
-        assert (await one.get("/v1/jobs", headers=spoofed)).status_code == 401
-    assert_limited(
-        await one.get("/v1/jobs", headers={"X-Forwarded-For": "10.9.9.9"}), ADDRESS_READS
-    )
+    # From 127.0.0.1 itself, which uvicorn would trust by default. Only this test here
+    # talks from it, and only with X-Forwarded-For, so its budget is this test's own.
+    plain, trusting = clients("127.0.0.1")
+    spoofed = [{"X-Forwarded-For": f"10.{random.randint(0, 255)}.0.{i + 1}"} for i in range(6)]
+    for headers in spoofed[:ADDRESS_READS]:
+        assert (await plain.get("/v1/jobs", headers=headers)).status_code == 401
+    # Each request said it came from elsewhere; all were counted for 127.0.0.1.
+    assert_limited(await plain.get("/v1/jobs", headers=spoofed[-1]), ADDRESS_READS)
+    # Where 127.0.0.1 is a listed proxy, the forwarded address is the client's.
+    for headers in spoofed:
+        assert (await trusting.get("/v1/jobs", headers=headers)).status_code == 401
+    same = spoofed[0]
+    for _ in range(ADDRESS_READS - 1):
+        await trusting.get("/v1/jobs", headers=same)
+    assert_limited(await trusting.get("/v1/jobs", headers=same), ADDRESS_READS)
+
+
+async def test_without_redis_requests_are_served_uncounted(service: Service) -> None:
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"
+    settings = service.settings.replace(redis_url=nowhere, rate_limit_owner_reads="1/hour")
+    # /ready says Redis is down; /health that the process serves.
+    async with (
+        gateway_process(settings, "gateway-no-redis", probe="/health") as gateway,
+        httpx.AsyncClient(base_url=gateway.url, timeout=10) as client,
+    ):
+        headers = bearer(service, f"r-{uuid.uuid4().hex[:8]}")
+        answers = [(await client.get("/v1/jobs", headers=headers)) for _ in range(10)]
+        assert [r.status_code for r in answers] == [200] * 10
+        assert not any("ratelimit-limit" in r.headers for r in answers)
+        assert (await client.get("/ready")).status_code == 503
+    # Redis was asked once, then left alone for a while, not once per request.
+    log = gateway.log.read_text()
+    assert log.count("rate limits not counted") == 1, log[-2000:]

@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "ops" / "nats" / "auth.conf"
 COMPOSE = ROOT / "compose.yaml"
 JOBS = subjects.JOBS_STREAM
-API = nats_auth.JS_API
+API = subjects.JS_API
 # Answers in the wrong stream's name: proves the publish reached JOBS, stores nothing.
 NOT_JOBS = "NOT_JOBS"
 WRONG_STREAM = 10060
@@ -182,7 +182,7 @@ async def test_processes_connect_as_their_user_with_their_own_inboxes(
 ) -> None:
     for user in nats_auth.USERS:
         async with nats_connection(provisioned, name=f"test-{user}", user=user) as nc:
-            assert nc.new_inbox().startswith(f"{nats_auth.inbox_prefix(user)}.")
+            assert nc.new_inbox().startswith(f"{subjects.inbox_prefix(user)}.")
             await nc.flush()
 
 
@@ -198,7 +198,7 @@ async def test_nobody_reads_the_shared_inbox_or_another_users(
     a = await login(user)
     await a.refused_subscribe("_INBOX.>")
     other = "ops" if user != "ops" else "gateway"
-    await a.refused_subscribe(f"{nats_auth.inbox_prefix(other)}.>")
+    await a.refused_subscribe(f"{subjects.inbox_prefix(other)}.>")
 
 
 @pytest.mark.parametrize("user", OTHERS)
@@ -248,21 +248,24 @@ async def test_gateway(
     await reaches_jobs(a, job_event_subject("uploaded"))
     # GET /v1/admin/status: the state of streams, consumers, leases and partitions.
     async with postgres_pool(provisioned, size=1) as pool:
-        status = await collect(js, pool, provisioned)
+        status = await collect(js, pool, provisioned, lag=False)
     assert [s.name for s in status.streams] == [JOBS, subjects.DEAD_LETTER_STREAM]
+    assert {p.lag for p in status.persistence} == {None}
     a.assert_clean()
     # Not: the actors' events, their consumers, the relay, the leases.
     await a.refused_publish(job_event_subject("processed"))
     await a.refused_publish(job_event_subject("verified"))
     await a.refused_publish(f"{API}.CONSUMER.MSG.NEXT.{JOBS}.{subjects.PROCESSING_CONSUMER}")
     await a.refused_publish(subjects.notify_job(uuid.uuid4(), "processed"))
-    await a.refused_publish(f"{nats_auth.KV_PREFIX}.{subjects.LEASES_BUCKET}.x")
+    await a.refused_publish(f"{subjects.KV_PREFIX}.{subjects.LEASES_BUCKET}.x")
     await a.refused_publish(subjects.dead_letter("upload", uuid.uuid4()))
     durable = subjects.UPLOAD_CONSUMER
     await a.refused_publish(
         f"{API}.CONSUMER.CREATE.{JOBS}.{durable}.{subjects.stored_partition(0)}"
     )
     await a.refused_publish(f"{API}.CONSUMER.INFO.{JOBS}.some-ephemeral")
+    # No consumers at all: one with a deliver subject would publish wherever it says.
+    await a.refused_publish(f"{API}.CONSUMER.CREATE.{JOBS}.mine.{subjects.STORED_JOBS}")
     await durable_untouched(provisioned)
 
 
@@ -279,7 +282,7 @@ async def test_upload_actor(login: Callable[[nats_auth.User], Awaitable[As]]) ->
     await reaches_jobs(a, job_event_subject("verified"))
     # Not: another actor's consumer or events, the relay, anyone's bucket.
     await a.refused_publish(f"{API}.CONSUMER.MSG.NEXT.{JOBS}.{subjects.PROCESSING_CONSUMER}")
-    await a.refused_publish(f"{nats_auth.JS_ACK}.{JOBS}.{subjects.PROCESSING_CONSUMER}.1.1.1.1.0")
+    await a.refused_publish(f"{subjects.JS_ACK}.{JOBS}.{subjects.PROCESSING_CONSUMER}.1.1.1.1.0")
     await a.refused_publish(job_event_subject("uploaded"))
     await a.refused_publish(job_event_subject("processed"))
     await a.refused_publish(subjects.notify_job(uuid.uuid4(), "verified"))
@@ -297,7 +300,7 @@ async def test_processing_actor(login: Callable[[nats_auth.User], Awaitable[As]]
     await a.refused_publish(job_event_subject("verified"))
     await a.refused_publish(job_event_subject("uploaded"))
     await a.refused_publish(subjects.notify_job(uuid.uuid4(), "processed"))
-    await a.refused_publish(f"{nats_auth.KV_PREFIX}.{subjects.UPLOADS_BUCKET}.x")
+    await a.refused_publish(f"{subjects.KV_PREFIX}.{subjects.UPLOADS_BUCKET}.x")
 
 
 async def test_persistence_actor(
@@ -337,7 +340,7 @@ async def test_persistence_actor(
     await a.refused_publish(job_event_subject("processed"))
     await a.refused_publish(job_event_subject("uploaded"))
     await a.refused_publish(subjects.notify_job(uuid.uuid4(), "processed"))
-    await a.refused_publish(f"{nats_auth.KV_PREFIX}.{subjects.UPLOADS_BUCKET}.x")
+    await a.refused_publish(f"{subjects.KV_PREFIX}.{subjects.UPLOADS_BUCKET}.x")
 
 
 async def test_notification_actor(login: Callable[[nats_auth.User], Awaitable[As]]) -> None:
@@ -373,34 +376,31 @@ async def test_subscriber_reads_and_nothing_else(
     await api.wait_terminal(job_id)
     a = await login("subscriber")
     js = a.nc.jetstream()
-    # What it may: stream info, messages by subject, an ephemeral ordered consumer.
+    # What it may: stream info, messages by subject or by sequence.
     assert (await js.stream_info(JOBS)).state.messages >= 1
     first = await js.get_last_msg(JOBS, subjects.stored_job_event(job_id, "uploaded"))
     assert first.data
-    received: asyncio.Queue[Msg] = asyncio.Queue()
-    # By name: the unnamed (legacy) create is refused to all but ops.
-    config = ConsumerConfig(name=f"sub-{uuid.uuid4().hex}", inactive_threshold=5.0)
-    ordered = await js.subscribe(
-        subjects.stored_job_events(job_id),
-        stream=JOBS,
-        ordered_consumer=True,
-        config=config,
-        cb=received.put,
+    assert first.seq is not None
+    after = await js.get_msg(
+        JOBS, seq=first.seq + 1, subject=subjects.stored_job_events(job_id), next=True
     )
-    msg = await asyncio.wait_for(received.get(), 5)
-    assert subjects.event_type_of(msg.subject) == "uploaded"
-    await ordered.unsubscribe()
+    assert subjects.event_type_of(after.subject or "") == "verifying"
     a.assert_clean()
+    # No consumer: its deliver subject could point at `dlq.>` or the relay, and the
+    # server would publish there (nats-io/nats-server#8274).
+    await a.refused_publish(
+        f"{API}.CONSUMER.CREATE.{JOBS}.mine.{subjects.stored_job_events(job_id)}"
+    )
     # Never: an event, a relay, an ack, a delete, a purge, another's bucket.
     await a.refused_publish(subjects.job_event(job_id, "processed"))
     await a.refused_publish(subjects.job_event(job_id, "uploaded"))
     await a.refused_publish(subjects.notify_job(job_id, "processed"))
     await a.refused_publish(subjects.dead_letter("upload", job_id))
-    await a.refused_publish(f"{nats_auth.JS_ACK}.{JOBS}.{subjects.NOTIFICATION_CONSUMER}.1.1.1.1.0")
+    await a.refused_publish(f"{subjects.JS_ACK}.{JOBS}.{subjects.NOTIFICATION_CONSUMER}.1.1.1.1.0")
     await a.refused_publish(f"{API}.STREAM.MSG.GET.KV_{subjects.UPLOADS_BUCKET}")
     await a.refused_publish(f"{API}.DIRECT.GET.KV_{subjects.UPLOADS_BUCKET}.x")
-    await a.refused_publish(f"{nats_auth.KV_PREFIX}.{subjects.UPLOADS_BUCKET}.x")
-    await a.refused_subscribe(f"{nats_auth.KV_PREFIX}.{subjects.UPLOADS_BUCKET}.>")
+    await a.refused_publish(f"{subjects.KV_PREFIX}.{subjects.UPLOADS_BUCKET}.x")
+    await a.refused_subscribe(f"{subjects.KV_PREFIX}.{subjects.UPLOADS_BUCKET}.>")
     await a.refused_publish(f"{API}.CONSUMER.MSG.NEXT.{JOBS}.{subjects.NOTIFICATION_CONSUMER}")
     # Creating a consumer named like a durable one would rewrite that durable.
     durable = subjects.UPLOAD_CONSUMER
@@ -426,5 +426,5 @@ async def test_ops_administers(login: Callable[[nats_auth.User], Awaitable[As]])
     assert (await js.stream_info(subjects.DEAD_LETTER_STREAM)).config.name
     a.assert_clean()
     # Even ops only reads its own replies, and publishes no relay.
-    await a.refused_subscribe(f"{nats_auth.inbox_prefix('subscriber')}.>")
+    await a.refused_subscribe(f"{subjects.inbox_prefix('subscriber')}.>")
     await a.refused_publish(subjects.notify_job(uuid.uuid4(), "processed"))
