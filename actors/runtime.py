@@ -57,6 +57,9 @@ class Actor(Protocol):
     # Messages per fetch. Only the one being handled is kept alive with in_progress,
     # so actors with long work take one at a time and leave the rest to other replicas.
     batch: ClassVar[int]
+    # Optional `concurrency: ClassVar[int]` (default 1): messages handled at once, each
+    # with its own progress signal and ack. Only for actors whose messages carry no
+    # order among themselves (one event type per job).
 
     async def handle(self, event: Envelope, delivery: Delivery) -> Sequence[Envelope]: ...
 
@@ -82,6 +85,8 @@ class Runtime:
         # and is dead-lettered, instead of being silently abandoned by the server.
         self._max_deliver = settings.max_deliver
         self._ack_wait = settings.ack_wait_seconds
+        # Messages handled at once (each acked on its own); 1 unless the actor says more.
+        self._concurrency = max(1, int(getattr(actor, "concurrency", 1)))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Fetch and handle until `stop`; then hand back what was fetched but not started."""
@@ -94,14 +99,26 @@ class Runtime:
             "actor started", actor=name, max_deliver=self._max_deliver, ack_wait=self._ack_wait
         )
         idle_since = time.monotonic()
+        # Messages being handled now, each with its own progress signal: at most
+        # `concurrency` of them, and only as many are fetched as there are free slots,
+        # so nothing fetched waits unstarted (and unprotected) behind a long one.
+        in_flight: set[asyncio.Task[None]] = set()
         try:
             while not stop.is_set():
+                # One at a time: a whole batch is fetched and handled in turn.
+                free = self._concurrency - len(in_flight) if self._concurrency > 1 else 1 << 30
+                if free <= 0:
+                    await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                    continue
                 try:
-                    msgs = await sub.fetch(self.actor.batch, timeout=FETCH_SECONDS)
+                    size = min(self.actor.batch, free)
+                    msgs = await sub.fetch(size, timeout=FETCH_SECONDS)
                 except TimeoutError:
                     # nats-py raises its own TimeoutError or asyncio's, depending on
                     # where the deadline passed; both mean "nothing to do", unless the
                     # subscription stalled (nats.py can, after a server restart).
+                    if in_flight:
+                        idle_since = time.monotonic()
                     if time.monotonic() - idle_since > WATCHDOG_SECONDS:
                         idle_since = time.monotonic()
                         if await self._stalled(sub):
@@ -126,8 +143,21 @@ class Runtime:
                             with contextlib.suppress(Exception):
                                 await rest.nak()
                         break
-                    await self.process(msg)
+                    if self._concurrency == 1:
+                        await self.process(msg)
+                    else:
+                        task = asyncio.create_task(self.process(msg))
+                        in_flight.add(task)
+                        task.add_done_callback(in_flight.discard)
+        except asyncio.CancelledError:
+            # The shutdown deadline passed: what is still running is cut off, unacked.
+            for task in in_flight:
+                task.cancel()
+            raise
         finally:
+            # Started work finishes (and is acked) before we let go of the subscription.
+            if in_flight:
+                await asyncio.gather(*in_flight, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
             log.info("actor stopped", actor=name, handled=self.handled)

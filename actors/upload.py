@@ -26,7 +26,9 @@ CHUNK = 1024 * 1024
 class UploadActor:
     name: ClassVar[str] = "upload"
     confirm_ack: ClassVar[bool] = False
-    batch: ClassVar[int] = 1
+    # I/O bound (S3 round trips): many files at once, each kept alive and acked on its own.
+    batch: ClassVar[int] = 16
+    concurrency: ClassVar[int] = 16
     fails_job: ClassVar[bool] = True
 
     def __init__(self, s3: S3Client, bucket: str, publisher: Publisher) -> None:

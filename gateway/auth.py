@@ -33,6 +33,11 @@ SYMMETRIC = "HS256"
 ASYMMETRIC = frozenset({"RS256", "ES256"})
 # Clocks of the issuer and the gateway may disagree this much.
 LEEWAY_SECONDS = 30
+# HS256 tokens verified once are remembered this long (never past their `exp`): a
+# client sends the same token with every request, and checking it is a good part of
+# a request's CPU. Bounded, so a flood of distinct valid tokens can not grow it.
+VERIFIED_CACHE_SECONDS = 60.0
+VERIFIED_CACHE_SIZE = 4096
 
 
 def issue_token(
@@ -64,8 +69,29 @@ class TokenVerifier:
         self._settings = settings
         self._keys = keys
         self._required = ["exp", "sub", "aud"] + (["iss"] if settings.jwt_issuer else [])
+        # token -> (owner, grant, usable until): HS256 only. With a JWKS a token must
+        # stop working as soon as its key leaves the set, so each one is checked.
+        self._verified: dict[str, tuple[str, Grant, float]] = {}
 
     async def verify(self, token: str) -> tuple[str, Grant]:
+        if self._keys is not None:
+            return await self._verify(token)
+        now = time.time()
+        hit = self._verified.get(token)
+        if hit is not None:
+            if now < hit[2]:
+                return hit[0], hit[1]
+            del self._verified[token]
+        owner, grant = await self._verify(token)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified.clear()
+        # Exactly as long as the full check would still pass: `exp` plus the leeway
+        # (`nbf` and the signature, audience and issuer can not change meanwhile).
+        until = min(grant.expires_at + LEEWAY_SECONDS, now + VERIFIED_CACHE_SECONDS)
+        self._verified[token] = (owner, grant, until)
+        return owner, grant
+
+    async def _verify(self, token: str) -> tuple[str, Grant]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -134,7 +160,9 @@ class JWTAuthMiddleware(AbstractAuthenticationMiddleware):
     async def authenticate_request(
         self, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> AuthenticationResult:
-        header = connection.headers.get("authorization", "")
+        # ASGI header names are lower-case: no need to build the whole Headers object.
+        raw = next((v for k, v in connection.scope["headers"] if k == b"authorization"), b"")
+        header = raw.decode("latin-1")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
             token = (

@@ -85,11 +85,16 @@ async def _pending_view(services: Services, job_id: uuid.UUID, owner: str) -> Jo
 
 
 async def find_job(services: Services, job_id: uuid.UUID, owner: str) -> JobView | None:
+    cached = await services.job_cache.get(owner, job_id)
+    if cached is not None:
+        return cached
     row = await services.pool.fetchrow(
         f"SELECT {_COLUMNS} FROM jobs WHERE job_id = $1 AND owner = $2", job_id, owner
     )
     if row is not None:
-        return _view(row)
+        view = _view(row)
+        await services.job_cache.put(owner, view)
+        return view
     return await _pending_view(services, job_id, owner)
 
 

@@ -91,6 +91,8 @@ class RateLimits:
             for by in ("address", "owner")
             for write, kind in ((True, "writes"), (False, "reads"))
         }
+        self.enabled = any(self._budgets.values())
+        """False when all four budgets are empty (unlimited): the middlewares are left out."""
 
     async def take(self, scope: Scope, by: By, identity: str) -> None:
         """Count one request against `identity`'s budget; raises 429 when it is spent."""

@@ -5,14 +5,15 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from typing import Any
 
 import structlog
-from litestar.datastructures import MutableScopeHeaders
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 log = structlog.get_logger("gateway.access")
 
 HEADER = "x-request-id"
+_HEADER_BYTES = HEADER.encode()
 _WELL_FORMED = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -45,13 +46,19 @@ class RequestIds:
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
         status = 0
+        echoed = (_HEADER_BYTES, request_id.encode())
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
-            if message["type"] in ("http.response.start", "websocket.accept"):
-                status = int(message.get("status", 101))  # type: ignore[call-overload]
-                headers = MutableScopeHeaders.from_message(message)
-                headers[HEADER] = request_id
+            kind = message["type"]
+            if kind == "http.response.start" or kind == "websocket.accept":
+                start: dict[str, Any] = message  # type: ignore[assignment]
+                status = int(start.get("status", 101))
+                # Replaces any X-Request-ID the app set (a plain list: no Headers object).
+                start["headers"] = [
+                    *(h for h in start.get("headers", ()) if h[0].lower() != _HEADER_BYTES),
+                    echoed,
+                ]
             elif message["type"] == "websocket.close" and not status:
                 # Refused before accept: the close code (4403, 4404...) is the answer.
                 status = int(message.get("code", 1000))

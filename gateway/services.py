@@ -13,6 +13,8 @@ from redis.asyncio import Redis
 
 from actors.publisher import Publisher
 from gateway.auth import TokenVerifier
+from gateway.cache import JobCache
+from gateway.presign import Presigner
 from gateway.ratelimit import RateLimits
 from gateway.upload_policy import ContentTypes
 from schemas.settings import Settings
@@ -46,3 +48,5 @@ class Services:
     tokens: TokenVerifier
     rate_limits: RateLimits
     content_types: ContentTypes
+    job_cache: JobCache
+    presigner: Presigner

@@ -6,20 +6,24 @@ Both answer only after JetStream acknowledged what they stored.
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
 from litestar import Request, post
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.api import DEFAULT_PREFIX, Header
+from nats.js.errors import APIError, KeyWrongLastSequenceError
 
+from actors.publisher import publish_acked
 from gateway.errors import NotFound, PayloadTooLarge, Unavailable
 from gateway.jobs import current_status
 from gateway.openapi import ProblemOperation, problems
 from gateway.scopes import WRITE
 from gateway.services import Services
 from gateway.upload_policy import clean_filename
+from schemas import subjects
 from schemas.api import CompleteAccepted, UploadRecord, UploadRequest, UploadTicket
 from schemas.events import Uploaded, new_event
 from schemas.keys import upload_key
@@ -28,6 +32,87 @@ from schemas.keys import upload_key
 # (or a retried publish) is dropped by the stream's duplicate window.
 _UPLOADED_NAMESPACE = uuid.UUID("0d7bbf0b-64d4-4e3c-8d0e-5a1f6f2b7c31")
 _record_decoder = msgspec.json.Decoder(UploadRecord)
+
+# The uploads bucket, read and written with the JetStream API directly: nats-py's
+# KeyValue parses every answer with `json` and the `email` header parser, which cost
+# about as much as the round trip itself.
+_KV_STREAM = f"{subjects.KV_STREAM_PREFIX}{subjects.UPLOADS_BUCKET}"
+_KV_SUBJECT = f"{subjects.KV_PREFIX}.{subjects.UPLOADS_BUCKET}."
+_GET_LAST = f"{DEFAULT_PREFIX}.STREAM.MSG.GET.{_KV_STREAM}"
+_TIMEOUT = 5.0
+# Revision conflicts (JSStreamWrongLastSequenceErrF, ...ConstantErr), as in nats-py.
+_WRONG_LAST = (10071, 10164)
+
+
+# Uploads this process created lately, so that `complete` (usually a few seconds after
+# `create`, on the same keep-alive connection) skips the KV read. Safe for half of JOBS'
+# duplicate window (120 s, ops.provision): if another process completed the upload
+# meanwhile, our publish of the same event id is dropped by the stream, which answers
+# the first sequence, and our revision-checked write loses, as it should.
+_RECENT_SECONDS = 60.0
+_RECENT_MAX = 10_000
+_recent: dict[str, tuple[UploadRecord, int, float]] = {}
+
+
+def _remember(key: str, record: UploadRecord, revision: int) -> None:
+    now = time.monotonic()
+    if len(_recent) >= _RECENT_MAX:
+        # Oldest first (insertion order): drop the expired, or the older half.
+        for old in list(_recent)[: _RECENT_MAX // 2]:
+            del _recent[old]
+    _recent[key] = (record, revision, now + _RECENT_SECONDS)
+
+
+def _recall(key: str) -> tuple[UploadRecord, int] | None:
+    found = _recent.pop(key, None)  # once: a second `complete` reads the stored record
+    if found is None or found[2] < time.monotonic():
+        return None
+    return found[0], found[1]
+
+
+class _Stored(msgspec.Struct):
+    seq: int
+    data: bytes = b""  # base64 in the answer
+    hdrs: bytes | None = None
+
+
+class _MsgGet(msgspec.Struct):
+    message: _Stored | None = None
+    error: dict[str, Any] | None = None
+
+
+_msg_get_decoder = msgspec.json.Decoder(_MsgGet)
+
+
+async def read_upload(services: Services, key: str) -> tuple[UploadRecord, int] | None:
+    """The upload record under `key` and its revision; None when there is none (or it
+    was deleted or purged)."""
+    request = b'{"last_by_subj":"' + (_KV_SUBJECT + key).encode() + b'"}'
+    msg = await services.nc.request(_GET_LAST, request, timeout=_TIMEOUT)
+    answer = _msg_get_decoder.decode(msg.data)
+    if answer.error is not None:
+        if answer.error.get("code") == 404:
+            return None
+        APIError.from_error(answer.error)  # raises the error's own class
+    stored = answer.message
+    if stored is None or (stored.hdrs is not None and b"KV-Operation" in stored.hdrs):
+        return None  # a delete or purge marker
+    return _record_decoder.decode(stored.data), stored.seq
+
+
+async def update_upload(services: Services, key: str, value: bytes, *, last: int) -> int:
+    """Writes `value` if `last` is still the key's revision, 0 for "no such key yet"
+    (KeyWrongLastSequenceError otherwise); answers the new revision."""
+    headers = {Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value: str(last)}
+    try:
+        ack = await publish_acked(
+            services.nc, _KV_SUBJECT + key, value, headers=headers, ack_wait=_TIMEOUT
+        )
+    except APIError as exc:
+        if exc.err_code in _WRONG_LAST:
+            raise KeyWrongLastSequenceError(description=exc.description) from None
+        raise
+    return ack.seq
 
 
 def require_event_store(services: Services) -> None:
@@ -76,16 +161,12 @@ async def create_upload(
     key = upload_key(owner, upload_id)
     now = datetime.now(UTC)
     expires_at = now + timedelta(seconds=settings.presign_ttl_seconds)
-    url = await services.s3_public.generate_presigned_url(
-        "put_object",
-        Params={
-            "Bucket": settings.s3_bucket,
-            "Key": key,
-            # Signed: the PUT must send exactly this type and length.
-            "ContentType": content_type,
-            "ContentLength": data.size,
-        },
-        ExpiresIn=settings.presign_ttl_seconds,
+    # Signed: the PUT must send exactly this type and length.
+    url = services.presigner.put_url(
+        key,
+        content_type=content_type,
+        content_length=data.size,
+        expires_in=settings.presign_ttl_seconds,
     )
     record = UploadRecord(
         upload_id=upload_id,
@@ -98,7 +179,9 @@ async def create_upload(
         created_at=now,
         expires_at=expires_at,
     )
-    await services.uploads.create(str(upload_id), msgspec.json.encode(record))
+    # Revision 0 expected: what `KeyValue.create` sends (a fresh id never exists).
+    revision = await update_upload(services, str(upload_id), msgspec.json.encode(record), last=0)
+    _remember(str(upload_id), record, revision)
     return UploadTicket(
         upload_id=upload_id,
         job_id=job_id,
@@ -127,11 +210,11 @@ async def complete_upload(
 ) -> CompleteAccepted:
     require_event_store(services)
     uid = _parse_id(upload_id)
-    try:
-        entry = await services.uploads.get(str(uid))
-    except KeyNotFoundError:
-        raise NotFound(f"no upload {upload_id}") from None
-    record = _record_decoder.decode(entry.value or b"")
+    key = str(uid)
+    found = _recall(key) or await read_upload(services, key)
+    if found is None:
+        raise NotFound(f"no upload {upload_id}")
+    record, revision = found
     if record.owner != request.user:
         raise NotFound(f"no upload {upload_id}")
     if record.completed_seq is not None:
@@ -155,5 +238,10 @@ async def complete_upload(
     done = msgspec.structs.replace(record, completed_seq=ack.seq)
     # A concurrent complete may have recorded it first; the stream stored the event once.
     with contextlib.suppress(KeyWrongLastSequenceError):
-        await services.uploads.update(str(uid), msgspec.json.encode(done), last=entry.revision)
+        await update_upload(services, key, msgspec.json.encode(done), last=revision)
+    if ack.duplicate:
+        # Completed before (the stream answered the first sequence): as a second
+        # `complete` would answer, with the job's status now.
+        status = await current_status(services, record.job_id, request.user)
+        return CompleteAccepted(job_id=record.job_id, status=status, seq=ack.seq)
     return CompleteAccepted(job_id=record.job_id, status="queued", seq=ack.seq)

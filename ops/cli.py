@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import os
 import signal
 import sys
@@ -41,7 +42,10 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     base = Settings.from_env(env)
     found = read_stack_env(Path(base.data_dir))
     if found:
-        merged = {**found, **{k: v for k, v in env.items() if k.startswith("CONVEYOR_") and v}}
+        # An empty server URL means "the stack's"; any other empty value stays empty
+        # (an empty rate limit is no limit).
+        given = {k: v for k, v in env.items() if k.startswith("CONVEYOR_")}
+        merged = {**found, **{k: v for k, v in given.items() if v or k not in found}}
         base = Settings.from_env(merged)
     return with_dev_secrets(base)
 
@@ -225,13 +229,26 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> None:
     _echo(issue_token(settings, args.subject, scopes=scopes, ttl_seconds=args.ttl_hours * 3600))
 
 
+BENCH_SUITES = {
+    # Each is `ops/bench/<name>.py` with `add_arguments(parser)` and
+    # `run(settings, args, echo) -> Report`; keep their imports at the top light.
+    "processing": "the tabular profile against a bare polars read",
+    "gateway": "write routes against bare publish-with-ack and FastAPI + Celery",
+    "pipeline": "small CSV jobs through all four actors against a Celery chain",
+    "persistence": "the persistence actor from a filled stream against a bare COPY",
+    "replay": "replay --rebuild of a million events",
+    "reads": "GET /v1/jobs/{id} requests/s and latency, cache cold and warm",
+}
+
+
 def cmd_bench(settings: Settings, args: argparse.Namespace) -> None:
-    # Imported here: the benchmarks pull in generators the service itself never needs.
-    from ops.bench import processing
+    # Imported here: the benchmarks pull in generators and baselines (FastAPI, Celery)
+    # the service itself never needs.
     from ops.bench.report import write
 
+    suite = importlib.import_module(f"ops.bench.{args.suite}")
     data_dir = Path(settings.data_dir)
-    report = processing.run(data_dir, size_mb=args.size_mb, large_mb=args.large_mb, echo=_echo)
+    report = suite.run(settings, args, _echo)
     stamp = report.date.replace(":", "").replace("-", "")
     target = Path(args.out) if args.out else data_dir / "bench" / f"{args.suite}-{stamp}.json"
     _echo(f"figures written to {write(report, target)}")
@@ -310,10 +327,11 @@ def parser() -> argparse.ArgumentParser:
     dl.set_defaults(func=cmd_dlq, needs_servers=True)
 
     bench = sub.add_parser("bench", help="measure a suite against its ceiling; JSON figures")
-    bench.add_argument("suite", choices=["processing"])
-    bench.add_argument("--out", help="JSON file for the figures (default: DATA_DIR/bench/)")
-    bench.add_argument("--size-mb", type=int, default=1024, help="file for the MB/s figures")
-    bench.add_argument("--large-mb", type=int, default=2048, help="file for the peak RSS figure")
+    suites = bench.add_subparsers(dest="suite", required=True)
+    for name, about in BENCH_SUITES.items():
+        suite = suites.add_parser(name, help=about)
+        suite.add_argument("--out", help="JSON file for the figures (default: DATA_DIR/bench/)")
+        importlib.import_module(f"ops.bench.{name}").add_arguments(suite)
     bench.set_defaults(func=cmd_bench, needs_servers=False)
 
     token = sub.add_parser("token", help="print a bearer token for SUBJECT")

@@ -21,6 +21,8 @@ from actors.publisher import Publisher
 from actors.runtime import Runnable, Runtime, run_until_stopped
 from actors.upload import UploadActor
 from gateway.app import serve
+from gateway.cache import JobCache
+from gateway.presign import Presigner
 from gateway.ratelimit import RateLimits
 from gateway.services import Services
 from gateway.upload_policy import ContentTypes
@@ -87,6 +89,8 @@ async def run_gateway(settings: Settings, stop: asyncio.Event) -> None:
             tokens=await stack.enter_async_context(token_verifier(settings)),
             rate_limits=RateLimits(redis, settings),
             content_types=ContentTypes(settings.allowed_content_types),
+            job_cache=JobCache(redis, ttl_seconds=settings.job_cache_seconds),
+            presigner=Presigner(settings),
         )
         async with asyncio.TaskGroup() as tg:
             watcher = tg.create_task(_watch_connection(closed, stop, "gateway"))

@@ -22,14 +22,21 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from actors.leases import LEASE_REFRESH_SECONDS, Leases
-from actors.persistence import PersistenceActor, Stored
+from actors.ordered import fetch_batch, tune_collector
+from actors.persistence import PersistenceActor, Stored, positions
 from ops.errors import OpsError
 from schemas import subjects
 from schemas.settings import Settings
 
 log = structlog.get_logger("ops.replay")
 
-BATCH = 1000
+# Events per fetch and per transaction: a rebuild COPies them, so bigger is cheaper.
+BATCH = 2000
+# Batches read ahead of the one being applied.
+READ_AHEAD = 2
+# Transactions applying one batch at once, each a share of the partitions (at most
+# the pool's connections).
+LANES = 2
 
 
 class ReplayReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -67,10 +74,12 @@ async def replay(
     rebuild: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> ReplayReport:
+    tune_collector()  # as live persistence does: millions of short-lived objects
     kv = await js.key_value(subjects.LEASES_BUCKET)
     leases = Leases(kv, actor.name, "replay", settings.partitions)
     await leases.pause()
-    keeper = asyncio.create_task(_hold(leases))
+    done = asyncio.Event()
+    keeper = asyncio.create_task(_hold(leases, done))
     try:
         await _wait_for_all(leases, settings.partitions, keeper)
         if rebuild:
@@ -99,19 +108,22 @@ async def replay(
             watermarks=rebuild,
         )
     finally:
-        keeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        # Not cancelled: a renewal cut off after the server applied it would leave
+        # us an old revision, and the release below would be refused.
+        done.set()
+        with contextlib.suppress(Exception):
             await keeper
         await leases.release_all()
         await leases.resume()
 
 
-async def _hold(leases: Leases) -> None:
-    """Renew the pause and our leases well inside the bucket TTL."""
-    while True:
+async def _hold(leases: Leases, done: asyncio.Event) -> None:
+    """Renew the pause and our leases well inside the bucket TTL, until `done`."""
+    while not done.is_set():
         await leases.pause()
         await leases.claim_all()
-        await asyncio.sleep(LEASE_REFRESH_SECONDS / 2)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), LEASE_REFRESH_SECONDS / 2)
 
 
 async def _wait_for_all(leases: Leases, partitions: int, keeper: asyncio.Task[None]) -> None:
@@ -152,37 +164,63 @@ async def _apply(
     sub = await js.pull_subscribe(subjects.STORED_JOBS, stream=subjects.JOBS_STREAM, config=config)
     read = applied = skipped = dead = 0
     first_seen = 0
+    lanes = max(1, min(LANES, actor.connections))
     started = time.perf_counter()
-    expected = 1
+    # Reading the next batch overlaps with applying this one (NATS and Python work
+    # beside Postgres); order is kept: one reader, one applier, a FIFO between them.
+    batches: asyncio.Queue[list[Stored] | Exception | None] = asyncio.Queue(maxsize=READ_AHEAD)
+
+    async def reader(pending: int) -> None:
+        expected = 1
+        try:
+            while pending:
+                try:
+                    msgs = await fetch_batch(sub, min(BATCH, pending), wait=5.0)
+                except TimeoutError:
+                    continue
+                batch = []
+                for msg in msgs:
+                    seq, consumer_seq, pending = positions(msg)
+                    if consumer_seq != expected:
+                        raise OpsError(f"gap while replaying near stream sequence {seq}")
+                    expected += 1
+                    batch.append(Stored.of(msg, seq))
+                await batches.put(batch)
+        except Exception as exc:
+            await batches.put(exc)  # raised where the batches are applied
+        else:
+            await batches.put(None)
+
+    reading: asyncio.Task[None] | None = None
     try:
-        pending = (await sub.consumer_info()).num_pending or 0
-        total = pending
-        while pending:
-            try:
-                msgs = await sub.fetch(min(BATCH, pending), timeout=5.0)
-            except TimeoutError:
-                continue
-            batch = []
-            for msg in msgs:
-                meta = msg.metadata
-                if meta.sequence.consumer != expected:
-                    raise OpsError(
-                        f"gap while replaying near stream sequence {meta.sequence.stream}"
-                    )
-                expected += 1
-                batch.append(Stored.of(msg))
-                pending = meta.num_pending
+        total = (await sub.consumer_info()).num_pending or 0
+        reading = asyncio.create_task(reader(total))
+        while (batch := await batches.get()) is not None:
+            if isinstance(batch, Exception):
+                raise batch
             if batch:
                 first_seen = first_seen or batch[0].seq
                 last = batch[-1].seq
-            counts = await actor.apply_batch(batch, epoch=epoch, watermarks=watermarks)
+            # Partitions share no job: their parts of a batch are applied side by side
+            # (one transaction each, with their own watermarks), all before the next.
+            parts: dict[int, list[Stored]] = {}
+            for message in batch:
+                lane = subjects.partition_of(message.subject) % lanes
+                parts.setdefault(lane, []).append(message)
+            for counts in await asyncio.gather(
+                *(actor.apply_batch(p, epoch=epoch, watermarks=watermarks) for p in parts.values())
+            ):
+                applied += counts.applied
+                skipped += counts.skipped
+                dead += counts.dead
             read += len(batch)
-            applied += counts.applied
-            skipped += counts.skipped
-            dead += counts.dead
             if progress is not None:
                 progress(read, total)
     finally:
+        if reading is not None:
+            reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reading
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
     return ReplayReport(

@@ -1,4 +1,5 @@
-"""S3 object keys. Scoped by a digest of the owner, never built from client text."""
+"""S3 object keys and Redis cache keys. Scoped by a digest of the owner, never built
+from client text."""
 
 from __future__ import annotations
 
@@ -21,3 +22,8 @@ def result_key(owner: str, job_id: uuid.UUID) -> str:
 
 def artifact_key(owner: str, job_id: uuid.UUID, name: str) -> str:
     return f"results/{owner_prefix(owner)}/{job_id}/artifacts/{name}"
+
+
+def job_cache_key(owner: str, job_id: uuid.UUID) -> str:
+    """Redis: the view of one ended job of `owner` (see `gateway.cache`)."""
+    return f"conveyor:job:{owner_prefix(owner)}:{job_id}"

@@ -54,6 +54,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # Proxies whose X-Forwarded-For is believed (comma-separated IPs/CIDRs); empty:
     # none, the client address is the peer's.
     forwarded_allow_ips: str = ""
+    # How long Redis keeps the view of an ended job for GET /v1/jobs/{id}; 0: no cache.
+    job_cache_seconds: Annotated[int, msgspec.Meta(ge=0)] = 3600
     # Request bodies are small JSON documents: files go straight to S3.
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 64 * 1024
     # `type/subtype` or `type/*`, comma-separated.

@@ -2,7 +2,9 @@
 
 Every query streams over the file and keeps only small state: aggregates, at most
 `QUANTILE_BINS` histogram bins, value counts of columns with few distinct values, or
-value counts inside one narrow histogram bin. Nothing holds a whole column.
+value counts inside one narrow histogram bin. Nothing holds a whole column, except
+for a small export (`SMALL_EXPORT_BYTES`), which is read into memory once and queried
+there: the same queries, much less fixed cost per query.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ import bisect
 import datetime as dt
 import itertools
 import math
+from contextvars import ContextVar
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import polars as pl
 
@@ -45,10 +48,30 @@ MAX_TEXT = 200
 it does not carry it, and it must fit in one event."""
 
 ENGINE: Final = "streaming"
+SMALL_EXPORT_BYTES = 16 * 1024 * 1024
+"""An export up to this size is read into memory once and every query runs there, on the
+in-memory engine: the same queries and figures, without re-reading the file and setting
+up a streaming pipeline for each of the many small queries a profile makes."""
+Engine = Literal["streaming", "in-memory"]
+_engine: ContextVar[Engine] = ContextVar("profile_engine", default=ENGINE)
+
+
+def _open(path: Path) -> tuple[pl.LazyFrame, Engine]:
+    if path.stat().st_size <= SMALL_EXPORT_BYTES:
+        return pl.read_parquet(path).lazy(), "in-memory"
+    return pl.scan_parquet(path), ENGINE
 
 
 def profile_columns(path: Path) -> tuple[int, list[ColumnProfile]]:
-    frame = pl.scan_parquet(path)
+    frame, engine = _open(path)
+    token = _engine.set(engine)
+    try:
+        return _profile_columns(frame)
+    finally:
+        _engine.reset(token)
+
+
+def _profile_columns(frame: pl.LazyFrame) -> tuple[int, list[ColumnProfile]]:
     schema = list(frame.collect_schema().items())
     if not schema:
         return 0, []
@@ -57,6 +80,8 @@ def profile_columns(path: Path) -> tuple[int, list[ColumnProfile]]:
     stats: dict[str, Any] = {}
     for i, (name, dtype) in enumerate(schema):
         query = frame.select(_stat_exprs(i, name, dtype))
+        # Always the streaming engine: its distinct-count estimate (HyperLogLog) differs
+        # from the in-memory engine's, and a figure must not depend on the file's size.
         stats.update(query.collect(engine=ENGINE).row(0, named=True))
     rows = int(stats["count0"] + stats["nulls0"])
     exact = {
@@ -106,7 +131,7 @@ def _distinct(frame: pl.LazyFrame, expr: pl.Expr) -> int:
     # unique() streams with a hash set of the distinct values; n_unique() would first
     # gather the whole column.
     query = frame.select(expr.alias("x")).drop_nulls().unique().select(pl.len())
-    return int(query.collect(engine=ENGINE).item())
+    return int(query.collect(engine=_engine.get()).item())
 
 
 def preview(path: Path) -> list[dict[str, Any]]:
@@ -118,10 +143,15 @@ def duplicate_rows(path: Path, rows: int, work: Path) -> int:
     """Rows equal to an earlier row, exactly: distinct row hashes counted bucket by bucket."""
     if rows < 2:
         return 0
-    frame = pl.scan_parquet(path)
     row_hash = pl.struct(pl.all()).hash(seed=0).alias("h")
     if rows <= DUPLICATE_BUCKET:
-        return rows - _distinct(frame, row_hash)
+        frame, engine = _open(path)
+        token = _engine.set(engine)
+        try:
+            return rows - _distinct(frame, row_hash)
+        finally:
+            _engine.reset(token)
+    frame = pl.scan_parquet(path)
     hashes = work / "row-hashes.parquet"
     frame.select(row_hash).sink_parquet(hashes)
     buckets = math.ceil(rows / DUPLICATE_BUCKET)
@@ -198,7 +228,7 @@ def _bin_counts(frame: pl.LazyFrame, values: pl.Expr, lo: float, hi: float, bins
         frame.select(_bin_index(values, lo, hi, bins).alias("bin"))
         .group_by("bin")
         .agg(pl.len().alias("n"))
-        .collect(engine=ENGINE)
+        .collect(engine=_engine.get())
     )
     counts = [0] * bins
     for b, n in counted.iter_rows():
@@ -272,7 +302,7 @@ def _values_at_ranks(
             .group_by("bin", "v")
             .agg(pl.len().alias("n"))
             .sort("bin", "v")
-            .collect(engine=ENGINE)
+            .collect(engine=_engine.get())
         )
         for key, part in counted.partition_by("bin", as_dict=True, maintain_order=True).items():
             b = int(key[0])
@@ -330,7 +360,7 @@ def _top(frame: pl.LazyFrame, name: str, *, small: bool, rows: int) -> tuple[lis
         .agg(pl.len().alias("count"))
         .sort(["count", "value"], descending=[True, False])
         .head(TOP_VALUES)
-        .collect(engine=ENGINE)
+        .collect(engine=_engine.get())
     )
     return [TopValue(value=json_scalar(v), count=n) for v, n in top.iter_rows()], small
 
@@ -348,7 +378,7 @@ def _top_candidates(values: pl.LazyFrame, rows: int) -> list[str]:
             .filter(pl.col("n") > 1)
             .sort("n", descending=True)
             .head(TOP_CANDIDATES)
-            .collect(engine=ENGINE)
+            .collect(engine=_engine.get())
         )
         candidates.update(batch["value"].to_list())
     return sorted(candidates)

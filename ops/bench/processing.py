@@ -3,6 +3,7 @@ polars read of the same file, and peak RSS of the profiling process."""
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from collections.abc import Callable
@@ -12,6 +13,7 @@ import msgspec
 
 from ops.bench.datasets import csv_of_size
 from ops.bench.report import Report, machine
+from schemas.settings import Settings
 
 MB = 1024 * 1024
 
@@ -47,10 +49,16 @@ def _measure(kind: str, path: Path) -> Run:
     )
 
 
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--size-mb", type=int, default=1024, help="file for the MB/s figures")
+    parser.add_argument("--large-mb", type=int, default=2048, help="file for the peak RSS figure")
+
+
 def run(
-    data_dir: Path, *, size_mb: int, large_mb: int, echo: Callable[[str], None]
+    settings: Settings, args: argparse.Namespace, echo: Callable[[str], None]
 ) -> ProcessingReport:
-    bench_dir = data_dir / "bench"
+    size_mb, large_mb = args.size_mb, args.large_mb
+    bench_dir = Path(settings.data_dir) / "bench"
     echo(f"generating {size_mb} MB and {large_mb} MB CSVs in {bench_dir} (kept for later runs)")
     small = csv_of_size(bench_dir / f"table-{size_mb}mb.csv", size_mb * MB)
     large = csv_of_size(bench_dir / f"table-{large_mb}mb.csv", large_mb * MB)

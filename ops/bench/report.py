@@ -44,3 +44,24 @@ def write(report: Report, target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(msgspec.json.format(msgspec.json.encode(report)))
     return target
+
+
+class Latency(msgspec.Struct, frozen=True, kw_only=True):
+    """Milliseconds."""
+
+    p50: float
+    p99: float
+    p999: float
+    max: float
+
+
+def latency(seconds: list[float]) -> Latency:
+    """Percentiles (nearest rank) of `seconds`, in milliseconds."""
+    if not seconds:
+        return Latency(p50=0.0, p99=0.0, p999=0.0, max=0.0)
+    ordered = sorted(seconds)
+
+    def rank(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2)
+
+    return Latency(p50=rank(0.50), p99=rank(0.99), p999=rank(0.999), max=rank(1.0))

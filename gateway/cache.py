@@ -1,0 +1,88 @@
+"""Views of ended jobs, kept in Redis for every gateway process, and the most recent
+ones in the process itself.
+
+Only jobs that have ended are kept: nothing changes them any more (a late failure
+never overturns an ended job, and a replay rebuilds the same rows), so a cached view
+is never stale and needs no invalidation. Redis is a cache here: when it is away,
+reads go to Postgres, and it is asked again after a pause.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import msgspec
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from schemas.api import JobView
+from schemas.keys import job_cache_key
+
+log = structlog.get_logger("gateway.cache")
+
+ENDED = frozenset({"succeeded", "failed", "rejected"})
+# After Redis failed, the cache is bypassed this long.
+BYPASS_SECONDS = 5.0
+# Views held in the process (a few KB each), in front of Redis: a hit costs no round trip.
+LOCAL_ENTRIES = 10_000
+
+
+class JobCache:
+    def __init__(self, redis: Redis, *, ttl_seconds: int) -> None:
+        self._redis = redis
+        self._ttl = ttl_seconds
+        self._encoder = msgspec.json.Encoder()
+        self._decoder = msgspec.json.Decoder(JobView)
+        self._bypass_until = 0.0
+        self._local: dict[str, tuple[JobView, float]] = {}
+
+    def _usable(self) -> bool:
+        return self._ttl > 0 and time.monotonic() >= self._bypass_until
+
+    def _failed(self, exc: Exception) -> None:
+        self._bypass_until = time.monotonic() + BYPASS_SECONDS
+        log.warning("job cache bypassed", error=f"{type(exc).__name__}: {exc}")
+
+    def _hold(self, key: str, view: JobView) -> None:
+        if len(self._local) >= LOCAL_ENTRIES:
+            # Oldest first (insertion order): let the older half go.
+            for old in list(self._local)[: LOCAL_ENTRIES // 2]:
+                del self._local[old]
+        self._local[key] = (view, time.monotonic() + self._ttl)
+
+    async def get(self, owner: str, job_id: uuid.UUID) -> JobView | None:
+        if self._ttl <= 0:
+            return None
+        key = job_cache_key(owner, job_id)
+        held = self._local.get(key)
+        if held is not None and held[1] > time.monotonic():
+            return held[0]
+        if not self._usable():
+            return None
+        try:
+            raw = await self._redis.get(key)
+        except (RedisError, OSError) as exc:
+            self._failed(exc)
+            return None
+        if raw is None:
+            return None
+        try:
+            view = self._decoder.decode(raw)
+        except msgspec.DecodeError:
+            return None  # written by another version: read Postgres, then overwrite
+        self._hold(key, view)
+        return view
+
+    async def put(self, owner: str, view: JobView) -> None:
+        if view.status not in ENDED or self._ttl <= 0:
+            return
+        key = job_cache_key(owner, view.job_id)
+        self._hold(key, view)
+        if not self._usable():
+            return
+        try:
+            await self._redis.set(key, self._encoder.encode(view), ex=self._ttl)
+        except (RedisError, OSError) as exc:
+            self._failed(exc)

@@ -1,0 +1,479 @@
+"""`conveyor bench gateway`: accepted writes per second and latency of the gateway's
+two write routes, against the bare JetStream publish-with-ack ceiling and a
+FastAPI + Celery baseline, in one run on one machine.
+
+Every side is a process of its own: the gateway (`python -m ops gateway`), the
+baseline (`uvicorn ops.bench.baseline_app:app`, served the same way: one process,
+uvloop, httptools, no access log), the load generator(s) (`ops.bench.loadgen`,
+closed loop, keep-alive) and the ceiling (`ops.bench.ceiling`). The load generator's
+CPU and the server's CPU are measured for every figure, so the table shows which
+side was saturated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from ops.bench.report import Latency, Report, latency, machine
+from ops.bench.servers import cpu_seconds, server, settings_env
+from ops.bench.stack import bench_stack
+from schemas.settings import Settings
+
+OWNER = "bench-owner"
+
+
+class Level(msgspec.Struct, frozen=True, kw_only=True):
+    target: str
+    """conveyor-complete, conveyor-create or baseline."""
+    concurrency: int
+    requests: int
+    seconds: float
+    per_second: float
+    latency_ms: Latency
+    errors: int
+    statuses: dict[str, int]
+    loadgen_cpu_percent: float
+    """CPU of the load generator process(es), in % of one core."""
+    server_cpu_percent: float
+    """CPU of the server process (and its threads), in % of one core."""
+    server_cpu_us_per_request: float
+    """The server's CPU time per answered request: steadier than req/s when other work
+    shares the machine."""
+    ran_out_of_uploads: bool = False
+
+
+class Ceiling(msgspec.Struct, frozen=True, kw_only=True):
+    mode: str
+    in_flight: int
+    per_second: float
+    latency_ms: Latency
+    cpu_percent: float
+    payload_bytes: int
+
+
+class Ratios(msgspec.Struct, frozen=True, kw_only=True):
+    peak_route: str
+    peak_concurrency: int
+    peak_per_second: float
+    p99_ms_at_peak: float
+    baseline_peak_per_second: float
+    to_baseline: float
+    """Conveyor's peak over the baseline's (target >= 3)."""
+    to_async_ceiling: float
+    """Conveyor's peak over the async-ack ceiling (target >= 0.5)."""
+    to_sync_ceiling: float
+    best_under_20ms: str
+    """The fastest Conveyor level whose p99 is under 20 ms ("route@connections")."""
+    best_under_20ms_per_second: float
+    baseline_cpu_per_request_ratio: float
+    """The baseline's server CPU per request at its peak over Conveyor's at its peak: how
+    much more work one baseline request costs, whatever else ran on the machine."""
+    meets_baseline_target: bool
+    meets_ceiling_target: bool
+    meets_p99_target: bool
+
+
+class GatewayReport(Report, frozen=True, kw_only=True):
+    served_by: str
+    loadgen_processes: int
+    duration_seconds: float
+    warmup_seconds: float
+    levels: list[Level]
+    ceiling: list[Ceiling]
+    ratios: Ratios
+    load_average_before: list[float]
+    busy_processes_before: list[str]
+    """Other processes using CPU when the run started (name, % of one core)."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--concurrency", default="1,16,64,256", help="connections, comma-separated levels"
+    )
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds measured per level")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring")
+    parser.add_argument("--loadgen-processes", type=int, default=1)
+    parser.add_argument("--in-flight", type=int, default=256, help="async ceiling: unacked")
+    parser.add_argument(
+        "--only",
+        choices=["conveyor", "baseline", "ceiling"],
+        action="append",
+        help="measure only these sides (repeat; default all)",
+    )
+    parser.add_argument("--keep-log", action="store_true", help="print the gateway's log path")
+
+
+def _figures_file(i: int) -> Path:
+    """Where load generator `i` leaves its figures: a file, since the latencies of a
+    long run make more output than is comfortable to pipe."""
+    return Path(tempfile.gettempdir()) / f"conveyor-loadgen-{os.getpid()}-{i}.json"
+
+
+def _loadgen(
+    port: int,
+    mode: str,
+    concurrency: int,
+    args: argparse.Namespace,
+    token: str,
+    *,
+    ids_in: list[Path] | None = None,
+    ids_out: Path | None = None,
+    duration: float | None = None,
+    warmup: float | None = None,
+) -> dict[str, Any]:
+    """Runs the load generator process(es); their figures merged."""
+    processes = max(1, min(args.loadgen_processes, concurrency))
+    shares = [concurrency // processes + (i < concurrency % processes) for i in range(processes)]
+    procs = []
+    for i, share in enumerate(shares):
+        argv = [
+            sys.executable, "-m", "ops.bench.loadgen", "--port", str(port), "--mode", mode,
+            "--concurrency", str(share),
+            "--duration", str(args.duration if duration is None else duration),
+            "--warmup", str(args.warmup if warmup is None else warmup),
+        ]  # fmt: skip
+        if ids_in is not None:
+            argv += ["--ids-in", str(ids_in[i])]
+        if ids_out is not None:
+            argv += ["--ids-out", f"{ids_out}.{i}"]
+        argv += ["--out", str(_figures_file(i))]
+        procs.append(
+            subprocess.Popen(argv, stderr=subprocess.PIPE, env={**os.environ, "BENCH_TOKEN": token})
+        )
+    merged: dict[str, Any] = {
+        "count": 0, "errors": 0, "statuses": {}, "seconds": 0.0, "latencies": [],
+        "cpu_seconds": 0.0,
+    }  # fmt: skip
+    for i, proc in enumerate(procs):
+        _, err = proc.communicate()
+        if proc.returncode:
+            raise RuntimeError(
+                f"load generator {proc.args!r} exited {proc.returncode}: {err.decode()[-2000:]}"
+            )
+        figures = msgspec.json.decode(_figures_file(i).read_bytes())
+        merged["count"] += figures["count"]
+        merged["errors"] += figures["errors"]
+        for k, v in figures["statuses"].items():
+            merged["statuses"][k] = merged["statuses"].get(k, 0) + v
+        merged["seconds"] = max(merged["seconds"], figures["seconds"])
+        merged["latencies"] += figures["latencies"]
+        merged["cpu_seconds"] += figures["cpu_seconds"]
+    if ids_out is not None:
+        with ids_out.open("a") as pool:
+            for i in range(processes):
+                part = Path(f"{ids_out}.{i}")
+                if part.exists():
+                    pool.write(part.read_text())
+                    part.unlink()
+    return merged
+
+
+def _level(
+    target: str, concurrency: int, figures: dict[str, Any], server_cpu: float, **extra: Any
+) -> Level:
+    seconds = figures["seconds"] or 1e-9
+    return Level(
+        target=target,
+        concurrency=concurrency,
+        requests=figures["count"],
+        seconds=round(seconds, 2),
+        per_second=round(figures["count"] / seconds, 1),
+        latency_ms=latency(figures["latencies"]),
+        errors=figures["errors"],
+        statuses=figures["statuses"],
+        loadgen_cpu_percent=round(100 * figures["cpu_seconds"] / seconds, 1),
+        server_cpu_percent=round(100 * server_cpu / seconds, 1),
+        server_cpu_us_per_request=round(1e6 * server_cpu / max(1, figures["count"])),
+        **extra,
+    )
+
+
+def _busy_processes() -> list[str]:
+    """Processes that used 5% of a core or more over one second (not this one)."""
+
+    def sample() -> dict[int, tuple[float, str]]:
+        out: dict[int, tuple[float, str]] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                name, rest = stat.read_text().rsplit(")", 1)
+                fields = rest.split()
+                cmd = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except (OSError, ValueError, UnicodeDecodeError):
+                continue
+            pid = int(stat.parent.name)
+            out[pid] = (int(fields[11]) + int(fields[12]), cmd.strip() or name.split("(", 1)[-1])
+        return out
+
+    tick = os.sysconf("SC_CLK_TCK")
+    before = sample()
+    time.sleep(1.0)
+    busy = []
+    for pid, (cpu, cmd) in sample().items():
+        used = 100 * (cpu - before.get(pid, (cpu, ""))[0]) / tick
+        if used >= 5 and pid != os.getpid():
+            busy.append(f"{cmd[:90]} ({used:.0f}%)")
+    return busy
+
+
+def run(settings: Settings, args: argparse.Namespace, echo: Callable[[str], None]) -> GatewayReport:
+    from gateway.auth import issue_token
+    from ops.stack import free_port
+
+    levels_c = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    sides = set(args.only or ["conveyor", "baseline", "ceiling"])
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    busy = _busy_processes()
+    echo(f"load average {load_before}; busy: {'; '.join(busy) or 'nothing'}")
+    levels: list[Level] = []
+    ceiling: list[Ceiling] = []
+    with bench_stack(settings, "gateway") as ready, tempfile.TemporaryDirectory() as tmp:
+        logs = Path(ready.data_dir) / "logs"
+        token = issue_token(ready, OWNER)
+        gw_port, base_port = free_port(), free_port()
+        # A data folder without the stack's `stack.json`: merged with it, the empty
+        # (unlimited) rate-limit settings would fall back to their defaults.
+        gw = ready.replace(
+            http_port=gw_port,
+            shutdown_grace_seconds=2.0,
+            data_dir=str(Path(ready.data_dir) / "gateway-process"),
+        )
+        pool = Path(tmp) / "uploads"
+        pool.touch()
+        used = 0
+
+        def take(parts: int) -> list[Path]:
+            nonlocal used
+            ids = pool.read_text().split()[used:]
+            used += len(ids)
+            files = []
+            for i in range(parts):
+                f = Path(tmp) / f"complete-{used}-{i}"
+                f.write_text("\n".join(ids[i::parts]))
+                files.append(f)
+            return files
+
+        # Both servers stay up (an idle one costs nothing) and every level measures each
+        # side in turn, the ceiling half-way through: when other work comes and goes on
+        # the machine, it weighs on all sides alike.
+        with ExitStack() as servers:
+            gw_pid = base_pid = 0
+            if "conveyor" in sides:
+                gw_pid = servers.enter_context(
+                    server(
+                        [sys.executable, "-m", "ops", "gateway", "--no-provision"],
+                        settings_env(gw),
+                        logs / "bench-gateway.log",
+                        f"http://127.0.0.1:{gw_port}/ready",
+                    )
+                ).pid
+                if args.keep_log:
+                    echo(f"gateway log: {logs / 'bench-gateway.log'}")
+            if "baseline" in sides:
+                argv = [
+                    sys.executable, "-m", "uvicorn", "ops.bench.baseline_app:app",
+                    "--host", "127.0.0.1", "--port", str(base_port), "--workers", "1",
+                    "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+                    "--log-level", "warning", "--lifespan", "off",
+                ]  # fmt: skip
+                env = {**settings_env(ready), "BENCH_BROKER_URL": ready.redis_url}
+                base_pid = servers.enter_context(_server_baseline(argv, env, logs, base_port))
+            complete_rate = 0.0
+            for n, c in enumerate(levels_c):
+                if gw_pid:
+                    cpu0 = cpu_seconds(gw_pid)
+                    figures = _loadgen(gw_port, "create", c, args, token, ids_out=pool)
+                    create = _level("conveyor-create", c, figures, cpu_seconds(gw_pid) - cpu0)
+                    levels.append(create)
+                    echo(_row(create))
+                    # Enough uploads to complete at the best rate seen so far, and then some.
+                    window = args.duration + args.warmup
+                    need = 1.5 * window * max(complete_rate, 2 * create.per_second)
+                    have = len(pool.read_text().split()) - used
+                    if have < need and create.per_second > 0:
+                        _loadgen(
+                            gw_port, "create", max(c, 32), args, token, ids_out=pool,
+                            duration=(need - have) / create.per_second, warmup=0.0,
+                        )  # fmt: skip
+                    files = take(max(1, min(args.loadgen_processes, c)))
+                    cpu0 = cpu_seconds(gw_pid)
+                    figures = _loadgen(gw_port, "complete", c, args, token, ids_in=files)
+                    complete = _level(
+                        "conveyor-complete", c, figures, cpu_seconds(gw_pid) - cpu0,
+                        ran_out_of_uploads=figures["seconds"] < args.duration * 0.99,
+                    )  # fmt: skip
+                    complete_rate = max(complete_rate, complete.per_second)
+                    levels.append(complete)
+                    echo(_row(complete))
+                if base_pid:
+                    cpu0 = cpu_seconds(base_pid)
+                    figures = _loadgen(base_port, "baseline", c, args, token)
+                    base = _level("baseline", c, figures, cpu_seconds(base_pid) - cpu0)
+                    levels.append(base)
+                    echo(_row(base))
+                if "ceiling" in sides and n == len(levels_c) // 2:
+                    for mode in ("sync", "async"):
+                        row = _ceiling(ready, mode, args)
+                        ceiling.append(row)
+                        echo(
+                            f"ceiling {mode:<6} in flight {row.in_flight:>4}:"
+                            f" {row.per_second:>10,.0f}/s  p99 {row.latency_ms.p99} ms"
+                            f"  cpu {row.cpu_percent}%"
+                        )
+    report = GatewayReport(
+        suite="gateway",
+        **machine(),
+        served_by=(
+            "1 process each. Conveyor: `python -m ops gateway --no-provision` (uvicorn"
+            " embedded in the process's uvloop loop, httptools protocol writing each answer"
+            " in one piece, no uvicorn access log; the gateway's own JSON access line per"
+            " request, to a file). Baseline: `uvicorn ops.bench.baseline_app:app --workers 1"
+            " --loop uvloop --http httptools --no-access-log` (`async def` route)."
+        ),
+        loadgen_processes=args.loadgen_processes,
+        duration_seconds=args.duration,
+        warmup_seconds=args.warmup,
+        levels=levels,
+        ceiling=ceiling,
+        ratios=_ratios(levels, ceiling),
+        load_average_before=load_before,
+        busy_processes_before=busy,
+    )
+    _table(report, echo)
+    return report
+
+
+@contextmanager
+def _server_baseline(argv: list[str], env: dict[str, str], logs: Path, port: int) -> Iterator[int]:
+    # The baseline has no probe route of its own: a 422 to an empty POST means it serves.
+    log = logs / "bench-baseline.log"
+    with server(argv, env, log) as proc:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"baseline did not start:\n{log.read_text()[-3000:]}")
+            try:
+                urllib.request.urlopen(
+                    urllib.request.Request(f"http://127.0.0.1:{port}/v1/uploads", method="POST"),
+                    timeout=2,
+                )
+            except urllib.error.HTTPError:
+                break
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.1)
+        yield proc.pid
+
+
+def _ceiling(settings: Settings, mode: str, args: argparse.Namespace) -> Ceiling:
+    argv = [
+        sys.executable, "-m", "ops.bench.ceiling", "--mode", mode,
+        "--in-flight", str(args.in_flight), "--duration", str(args.duration),
+        "--warmup", str(args.warmup),
+    ]  # fmt: skip
+    done = subprocess.run(argv, env=settings_env(settings), capture_output=True, check=True)
+    f = msgspec.json.decode(done.stdout)
+    return Ceiling(
+        mode=mode,
+        in_flight=f["in_flight"],
+        per_second=round(f["count"] / f["seconds"], 1),
+        latency_ms=latency(f["latencies"]),
+        cpu_percent=round(100 * f["cpu_seconds"] / f["seconds"], 1),
+        payload_bytes=f["payload_bytes"],
+    )
+
+
+def _ratios(levels: list[Level], ceiling: list[Ceiling]) -> Ratios:
+    conveyor = [lv for lv in levels if lv.target.startswith("conveyor")]
+    peak = max(conveyor, key=lambda lv: lv.per_second, default=None)
+    base_peak = max(
+        (lv for lv in levels if lv.target == "baseline"), key=lambda lv: lv.per_second, default=None
+    )
+    base = base_peak.per_second if base_peak else 0.0
+    ceil = {c.mode: c.per_second for c in ceiling}
+    rate = peak.per_second if peak else 0.0
+    p99 = peak.latency_ms.p99 if peak else 0.0
+
+    def over(a: float, b: float) -> float:
+        return round(a / b, 3) if b else 0.0
+
+    quick = max(
+        (lv for lv in conveyor if 0 < lv.latency_ms.p99 < 20),
+        key=lambda lv: lv.per_second,
+        default=None,
+    )
+    return Ratios(
+        best_under_20ms=f"{quick.target}@{quick.concurrency}" if quick else "",
+        best_under_20ms_per_second=quick.per_second if quick else 0.0,
+        peak_route=peak.target if peak else "",
+        peak_concurrency=peak.concurrency if peak else 0,
+        peak_per_second=rate,
+        p99_ms_at_peak=p99,
+        baseline_peak_per_second=base,
+        to_baseline=over(rate, base),
+        to_async_ceiling=over(rate, ceil.get("async", 0.0)),
+        to_sync_ceiling=over(rate, ceil.get("sync", 0.0)),
+        baseline_cpu_per_request_ratio=over(
+            base_peak.server_cpu_us_per_request if base_peak else 0.0,
+            peak.server_cpu_us_per_request if peak else 0.0,
+        ),
+        meets_baseline_target=bool(base) and rate >= 3 * base,
+        meets_ceiling_target=bool(ceil.get("async")) and rate >= 0.5 * ceil["async"],
+        meets_p99_target=bool(peak) and p99 < 20,
+    )
+
+
+def _row(lv: Level) -> str:
+    lat = lv.latency_ms
+    note = "  (ran out of uploads)" if lv.ran_out_of_uploads else ""
+    return (
+        f"{lv.target:<18}{lv.concurrency:>6}{lv.per_second:>10,.0f}{lat.p50:>9.2f}"
+        f"{lat.p99:>9.2f}{lat.p999:>9.2f}{lv.errors:>8}{lv.loadgen_cpu_percent:>9.0f}%"
+        f"{lv.server_cpu_percent:>9.0f}%{lv.server_cpu_us_per_request:>9.0f}{note}"
+    )
+
+
+def _table(report: GatewayReport, echo: Callable[[str], None]) -> None:
+    echo("")
+    echo(
+        f"{'target':<18}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'p99.9':>9}"
+        f"{'errors':>8}{'loadgen':>10}{'server':>10}{'us/req':>9}"
+    )
+    for lv in sorted(report.levels, key=lambda lv: (lv.target, lv.concurrency)):
+        echo(_row(lv))
+    for c in report.ceiling:
+        echo(
+            f"ceiling {c.mode} (in flight {c.in_flight}): {c.per_second:,.0f}/s,"
+            f" p50 {c.latency_ms.p50} p99 {c.latency_ms.p99} ms, cpu {c.cpu_percent}%"
+        )
+    r = report.ratios
+    met = {True: "met", False: "NOT met"}
+    echo(
+        f"peak: {r.peak_route} at {r.peak_concurrency} connections, {r.peak_per_second:,.0f}/s,"
+        f" p99 {r.p99_ms_at_peak} ms (target < 20: {met[r.meets_p99_target]})"
+    )
+    echo(
+        f"to the baseline: {r.to_baseline:.2f}x (target >= 3: {met[r.meets_baseline_target]});"
+        f" to the async ceiling: {r.to_async_ceiling:.2f} (target >= 0.5:"
+        f" {met[r.meets_ceiling_target]}); to the sync ceiling: {r.to_sync_ceiling:.2f}"
+    )
+    quick = r.best_under_20ms_per_second
+    echo(
+        f"fastest with p99 < 20 ms: {r.best_under_20ms or 'none'}, {quick:,.0f}/s"
+        f" ({quick / (r.baseline_peak_per_second or 1):.2f}x the baseline peak)"
+    )
+    echo(
+        f"server CPU per request, baseline over Conveyor (each at its peak):"
+        f" {r.baseline_cpu_per_request_ratio:.2f}x"
+    )

@@ -1,0 +1,223 @@
+"""A closed-loop HTTP/1.1 load generator, run as a process of its own.
+
+`python -m ops.bench.loadgen --port P --mode create|complete|baseline|read ...` keeps
+`--concurrency` keep-alive connections each sending one request after the other,
+measures for `--duration` seconds after `--warmup`, and prints one JSON line: the
+count, the latencies (seconds), the statuses, and the CPU seconds this process used,
+so a report can show it was not the bottleneck (or to `--out`).
+
+Requests are pre-built bytes on raw asyncio protocols (uvloop): no HTTP library
+between the socket and the clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, cast
+
+import msgspec
+
+CREATE_BODY = msgspec.json.encode(
+    {"filename": "data.csv", "content_type": "text/csv", "size": 1024}
+)
+
+
+def _request(method: str, path: str, host: str, token: str, body: bytes) -> bytes:
+    head = (
+        f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection; `send` answers (status, body) of one request."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._waiter: asyncio.Future[tuple[int, bytes]] | None = None
+        self._transport: asyncio.Transport | None = None
+        self.lost: BaseException | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast("asyncio.Transport", transport)  # uvloop's is no subclass
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.lost = exc or ConnectionError("closed by the server")
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(self.lost)
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        end = self._buffer.find(b"\r\n\r\n")
+        if end < 0 or self._waiter is None:
+            return
+        head = bytes(self._buffer[:end]).lower()
+        at = head.find(b"\r\ncontent-length:")
+        if at < 0:
+            self._waiter.set_exception(ValueError("no content-length in the answer"))
+            return
+        line_end = head.find(b"\r\n", at + 2)
+        length = int(head[at + 17 : line_end if line_end > 0 else len(head)])
+        total = end + 4 + length
+        if len(self._buffer) < total:
+            return
+        status = int(head[9:12])
+        body = bytes(self._buffer[end + 4 : total])
+        del self._buffer[:total]
+        waiter, self._waiter = self._waiter, None
+        waiter.set_result((status, body))
+
+    async def send(self, request: bytes) -> tuple[int, bytes]:
+        if self.lost is not None:
+            raise self.lost
+        assert self._transport is not None
+        self._waiter = asyncio.get_running_loop().create_future()
+        self._transport.write(request)
+        return await self._waiter
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+
+class Figures(msgspec.Struct, kw_only=True):
+    count: int
+    """Answers with the expected status, inside the measured window."""
+    errors: int
+    statuses: dict[str, int]
+    seconds: float
+    latencies: list[float]
+    cpu_seconds: float
+    """User + system CPU of this process over the measured window."""
+    connections: int
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def _run(args: argparse.Namespace, ids: list[str], created: list[str]) -> Figures:
+    loop = asyncio.get_running_loop()
+    host = f"{args.host}:{args.port}"
+    expected = {"create": 201, "complete": 202, "baseline": 202, "read": 200}[args.mode]
+    # read: GET each job in turn, round and round.
+    reads = [_request("GET", f"/v1/jobs/{i}", host, args.token, b"") for i in ids]
+    turn = 0
+    latencies: list[float] = []
+    statuses: Counter[int] = Counter()
+    errors = 0
+    create_request = _request("POST", "/v1/uploads", host, args.token, CREATE_BODY)
+    decoder = msgspec.json.Decoder(dict[str, Any])
+
+    connections = []
+    for _ in range(args.concurrency):
+        _, conn = await loop.create_connection(_Connection, args.host, args.port)
+        connections.append(conn)
+
+    start = time.perf_counter()
+    measure_from = start + args.warmup
+    stop_at = measure_from + args.duration
+    cpu_from = 0.0
+    measuring = False
+
+    async def worker(conn: _Connection) -> None:
+        nonlocal errors, cpu_from, measuring, turn
+        while True:
+            if args.mode == "read":
+                request = reads[turn % len(reads)]
+                turn += 1
+            elif args.mode == "complete":
+                if not ids:
+                    return
+                request = _request(
+                    "POST", f"/v1/uploads/{ids.pop()}/complete", host, args.token, b""
+                )
+            else:
+                request = create_request
+            sent = time.perf_counter()
+            if sent >= stop_at:
+                return
+            if not measuring and sent >= measure_from:
+                measuring = True
+                cpu_from = _cpu()
+            try:
+                status, body = await conn.send(request)
+            except (OSError, ValueError) as exc:
+                print(f"loadgen: {exc!r}", file=sys.stderr)
+                errors += 1
+                return
+            done = time.perf_counter()
+            if args.mode == "create" and status == 201:
+                created.append(decoder.decode(body)["upload_id"])
+            if sent >= measure_from and done <= stop_at:
+                statuses[status] += 1
+                if status == expected:
+                    latencies.append(done - sent)
+                else:
+                    errors += 1
+
+    await asyncio.gather(*(worker(c) for c in connections))
+    ended = min(time.perf_counter(), stop_at)
+    cpu = _cpu() - cpu_from if measuring else 0.0
+    for conn in connections:
+        conn.close()
+    seconds = max(0.0, ended - measure_from)
+    return Figures(
+        count=len(latencies),
+        errors=errors,
+        statuses={str(k): v for k, v in statuses.items()},
+        seconds=round(seconds, 4),
+        latencies=latencies,
+        cpu_seconds=round(cpu, 3),
+        connections=len(connections),
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m ops.bench.loadgen")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--mode", choices=["create", "complete", "baseline", "read"], required=True)
+    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--duration", type=float, default=10.0)
+    p.add_argument("--warmup", type=float, default=2.0)
+    p.add_argument("--token", default=os.environ.get("BENCH_TOKEN", ""))
+    p.add_argument(
+        "--ids-in", help="complete: upload ids to complete; read: job ids to read; one a line"
+    )
+    p.add_argument("--ids-out", help="create: append the created upload ids here")
+    p.add_argument("--out", help="write the figures here rather than to stdout")
+    args = p.parse_args(argv)
+    ids: list[str] = []
+    if args.mode in ("complete", "read"):
+        ids = Path(args.ids_in).read_text().split()
+        ids.reverse()  # pop() from the end takes them in file order
+    created: list[str] = []
+    try:
+        import uvloop
+
+        figures = uvloop.run(_run(args, ids, created))
+    except ImportError:  # pragma: no cover - uvloop is absent on Windows only
+        figures = asyncio.run(_run(args, ids, created))
+    if args.ids_out:
+        with open(args.ids_out, "a") as out:
+            out.write("".join(f"{i}\n" for i in created))
+    encoded = msgspec.json.encode(figures) + b"\n"
+    if args.out:
+        Path(args.out).write_bytes(encoded)
+    else:
+        sys.stdout.buffer.write(encoded)
+        sys.stdout.buffer.flush()
+
+
+if __name__ == "__main__":
+    main()
