@@ -27,17 +27,14 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Conveyor needs Python 3.11+; set PYTHON=python3.11 or newer")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,embedded]'
+	# The bench extra too: its baselines (FastAPI, Celery) are type-checked with the rest.
+	$(BIN)/python -m pip install --quiet -e '.[dev,embedded,bench]'
 	touch $(STAMP)
 
 # `make bench SUITE=gateway` (see README, Performance); never part of `make test`.
 SUITE ?= processing
-bench: $(VENV)/.bench
+bench: install
 	$(BIN)/conveyor bench $(SUITE)
-
-$(VENV)/.bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,embedded,bench]'
-	touch $@
 
 clean:
 	rm -rf $(VENV) .conveyor .mypy_cache .ruff_cache .pytest_cache
