@@ -308,36 +308,30 @@ class PersistenceActor:
             return Applied()
         try:
             try:
-                return await self._transaction(batch, epoch, watermarks, isolate=False)
+                return await self._bulk(batch, epoch, watermarks)
             except _REFUSED:
-                return await self._transaction(batch, epoch, watermarks, isolate=True)
+                return await self._isolated(batch, epoch, watermarks)
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise TransientError(f"Postgres unavailable: {exc}", delay=1.0) from exc
 
-    async def _transaction(
-        self, batch: Sequence[Stored], epoch: int, watermarks: bool, *, isolate: bool
-    ) -> Applied:
-        if not isolate:
-            return await self._bulk(batch, epoch, watermarks)
+    async def _isolated(self, batch: Sequence[Stored], epoch: int, watermarks: bool) -> Applied:
+        """One savepoint per event: what Postgres refuses is dead-lettered, the rest applied."""
         counts = Applied()
         marks: dict[int, int] = {}
         async with self._pool.acquire() as conn, conn.transaction():
             await self._check_epoch(conn, epoch)
             for message in batch:
                 marks[subjects.partition_of(message.subject)] = message.seq
-                if not isolate:
-                    applied = await self.apply(conn, self._decoder.decode(message.data), message)
-                else:
-                    try:
-                        async with conn.transaction():  # a savepoint
-                            event = self._decoder.decode(message.data)
-                            applied = await self.apply(conn, event, message)
-                    except _REFUSED as exc:
-                        # Stored before commit: a retried batch publishes it again,
-                        # and the dead-letter stream drops the repeat by its id.
-                        await self._dead_letter(message, f"{type(exc).__name__}: {exc}")
-                        counts.dead += 1
-                        continue
+                try:
+                    async with conn.transaction():  # a savepoint
+                        event = self._decoder.decode(message.data)
+                        applied = await self.apply(conn, event, message)
+                except _REFUSED as exc:
+                    # Stored before commit: a retried batch publishes it again, and
+                    # the dead-letter stream drops the repeat by its id.
+                    await self._dead_letter(message, f"{type(exc).__name__}: {exc}")
+                    counts.dead += 1
+                    continue
                 if applied:
                     counts.applied += 1
                 else:

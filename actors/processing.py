@@ -98,7 +98,7 @@ class ProcessingActor:
                 returned = await asyncio.to_thread(processor.run, source, info, out)
             except BadFile as exc:
                 return Failed(reason=exc.reason, stage=self.name)
-            result = _as_result(returned)
+            result = as_result(returned)
             artifacts = await self._store_artifacts(event, out)
         key = result_key(event.owner, event.job_id)
         try:
@@ -187,7 +187,7 @@ class ProcessingActor:
         return None
 
 
-def _as_result(returned: msgspec.Struct) -> Result:
+def as_result(returned: msgspec.Struct) -> Result:
     """One of the known result kinds as it is; a plugin's own Struct as a `CustomResult`."""
     if isinstance(returned, RESULT_KINDS):
         return returned

@@ -58,7 +58,7 @@ class Publisher:
     """
 
     def __init__(self, js: JetStreamContext, *, timeout: float = 5.0, attempts: int = 3) -> None:
-        self._js = js
+        # Publishes through the connection itself (see `publish_acked`).
         self._nc: NATS = js._nc
         self._timeout = timeout
         self._attempts = attempts

@@ -23,6 +23,29 @@ HEAD_BYTES = 64 * 1024
 CHUNK = 1024 * 1024
 
 
+class Digest:
+    """sha256, length and first `HEAD_BYTES` of an object, fed chunk by chunk."""
+
+    def __init__(self) -> None:
+        self._sha = hashlib.sha256()
+        self.size = 0
+        self._first = bytearray()
+
+    def update(self, chunk: bytes) -> None:
+        self._sha.update(chunk)
+        self.size += len(chunk)
+        if len(self._first) < HEAD_BYTES:
+            self._first += chunk[: HEAD_BYTES - len(self._first)]
+
+    @property
+    def sha256(self) -> str:
+        return self._sha.hexdigest()
+
+    @property
+    def first(self) -> bytes:
+        return bytes(self._first)
+
+
 class UploadActor:
     name: ClassVar[str] = "upload"
     confirm_ack: ClassVar[bool] = False
@@ -71,21 +94,16 @@ class UploadActor:
 
     async def _digest(self, key: str, etag: str) -> tuple[str, int, bytes]:
         """sha256, length and first bytes of the object, streamed in bounded memory."""
-        sha = hashlib.sha256()
-        size = 0
-        first = bytearray()
+        digest = Digest()
         try:
             # IfMatch: if the object is replaced between HEAD and GET, fail and retry.
             obj = await self._s3.get_object(Bucket=self._bucket, Key=key, IfMatch=etag)
             body = obj["Body"]
             try:
                 while chunk := await body.read(CHUNK):
-                    sha.update(chunk)
-                    size += len(chunk)
-                    if len(first) < HEAD_BYTES:
-                        first += chunk[: HEAD_BYTES - len(first)]
+                    digest.update(chunk)
             finally:
                 body.close()
         except (ClientError, BotoCoreError) as exc:
             raise TransientError(f"S3 get_object: {exc}") from exc
-        return sha.hexdigest(), size, bytes(first)
+        return digest.sha256, digest.size, digest.first

@@ -51,11 +51,7 @@ async def list_artifacts(
             name=a.name,
             content_type=a.content_type,
             size=a.size,
-            url=await services.s3_public.generate_presigned_url(
-                "get_object",
-                Params={"Bucket": services.settings.s3_bucket, "Key": a.key},
-                ExpiresIn=ttl,
-            ),
+            url=services.presigner.get_url(a.key, expires_in=ttl),
         )
         for a in artifacts or []
     ]

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 import jwt
+from cachetools import TLRUCache
 from jwt import PyJWK
 from litestar.connection import ASGIConnection
 from litestar.enums import ScopeType
@@ -69,27 +70,20 @@ class TokenVerifier:
         self._settings = settings
         self._keys = keys
         self._required = ["exp", "sub", "aud"] + (["iss"] if settings.jwt_issuer else [])
-        # token -> (owner, grant, usable until): HS256 only. With a JWKS a token must
-        # stop working as soon as its key leaves the set, so each one is checked.
-        self._verified: dict[str, tuple[str, Grant, float]] = {}
+        # token -> (owner, grant): HS256 only. With a JWKS a token must stop working as
+        # soon as its key leaves the set, so each one is checked.
+        self._verified: TLRUCache[str, tuple[str, Grant]] = TLRUCache(
+            maxsize=VERIFIED_CACHE_SIZE, ttu=_usable_until, timer=time.time
+        )
 
     async def verify(self, token: str) -> tuple[str, Grant]:
         if self._keys is not None:
             return await self._verify(token)
-        now = time.time()
         hit = self._verified.get(token)
         if hit is not None:
-            if now < hit[2]:
-                return hit[0], hit[1]
-            del self._verified[token]
-        owner, grant = await self._verify(token)
-        if len(self._verified) >= VERIFIED_CACHE_SIZE:
-            self._verified.clear()
-        # Exactly as long as the full check would still pass: `exp` plus the leeway
-        # (`nbf` and the signature, audience and issuer can not change meanwhile).
-        until = min(grant.expires_at + LEEWAY_SECONDS, now + VERIFIED_CACHE_SECONDS)
-        self._verified[token] = (owner, grant, until)
-        return owner, grant
+            return hit
+        self._verified[token] = verified = await self._verify(token)
+        return verified
 
     async def _verify(self, token: str) -> tuple[str, Grant]:
         try:
@@ -128,6 +122,12 @@ class TokenVerifier:
         if not subject.isprintable() or not _encodes(subject):
             raise _invalid("the subject must be printable text")
         return subject, Grant(scopes=_scopes(claims.get("scope")), expires_at=float(claims["exp"]))
+
+
+def _usable_until(_token: str, verified: tuple[str, Grant], now: float) -> float:
+    # Exactly as long as the full check would still pass: `exp` plus the leeway (`nbf`
+    # and the signature, audience and issuer can not change meanwhile).
+    return min(verified[1].expires_at + LEEWAY_SECONDS, now + VERIFIED_CACHE_SECONDS)
 
 
 def _encodes(text: str) -> bool:

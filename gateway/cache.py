@@ -14,6 +14,7 @@ import uuid
 
 import msgspec
 import structlog
+from cachetools import TTLCache
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -36,7 +37,9 @@ class JobCache:
         self._encoder = msgspec.json.Encoder()
         self._decoder = msgspec.json.Decoder(JobView)
         self._bypass_until = 0.0
-        self._local: dict[str, tuple[JobView, float]] = {}
+        self._local: TTLCache[str, JobView] = TTLCache(
+            maxsize=LOCAL_ENTRIES, ttl=max(1, ttl_seconds)
+        )
 
     def _usable(self) -> bool:
         return self._ttl > 0 and time.monotonic() >= self._bypass_until
@@ -45,20 +48,13 @@ class JobCache:
         self._bypass_until = time.monotonic() + BYPASS_SECONDS
         log.warning("job cache bypassed", error=f"{type(exc).__name__}: {exc}")
 
-    def _hold(self, key: str, view: JobView) -> None:
-        if len(self._local) >= LOCAL_ENTRIES:
-            # Oldest first (insertion order): let the older half go.
-            for old in list(self._local)[: LOCAL_ENTRIES // 2]:
-                del self._local[old]
-        self._local[key] = (view, time.monotonic() + self._ttl)
-
     async def get(self, owner: str, job_id: uuid.UUID) -> JobView | None:
         if self._ttl <= 0:
             return None
         key = job_cache_key(owner, job_id)
         held = self._local.get(key)
-        if held is not None and held[1] > time.monotonic():
-            return held[0]
+        if held is not None:
+            return held
         if not self._usable():
             return None
         try:
@@ -72,14 +68,14 @@ class JobCache:
             view = self._decoder.decode(raw)
         except msgspec.DecodeError:
             return None  # written by another version: read Postgres, then overwrite
-        self._hold(key, view)
+        self._local[key] = view
         return view
 
     async def put(self, owner: str, view: JobView) -> None:
         if view.status not in ENDED or self._ttl <= 0:
             return
         key = job_cache_key(owner, view.job_id)
-        self._hold(key, view)
+        self._local[key] = view
         if not self._usable():
             return
         try:

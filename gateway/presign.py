@@ -1,4 +1,5 @@
-"""Presigned S3 PUTs, signed by botocore's own SigV4 query-string signer.
+"""Presigned S3 URLs (upload PUTs, artifact GETs), signed by botocore's own SigV4
+query-string signer.
 
 The S3 client's `generate_presigned_url` resolves the endpoint through botocore's
 rules engine and runs its event hooks on every call: most of `POST /v1/uploads`'s
@@ -27,11 +28,18 @@ class Presigner:
         self._region = settings.s3_region
 
     def put_url(self, key: str, *, content_type: str, content_length: int, expires_in: int) -> str:
-        request = AWSRequest(
-            method="PUT",
-            url=self._base + quote(key, safe="/~"),
-            headers={"Content-Type": content_type, "Content-Length": str(content_length)},
+        return self._sign(
+            "PUT",
+            key,
+            expires_in,
+            {"Content-Type": content_type, "Content-Length": str(content_length)},
         )
+
+    def get_url(self, key: str, *, expires_in: int) -> str:
+        return self._sign("GET", key, expires_in, {})
+
+    def _sign(self, method: str, key: str, expires_in: int, headers: dict[str, str]) -> str:
+        request = AWSRequest(method=method, url=self._base + quote(key, safe="/~"), headers=headers)
         S3SigV4QueryAuth(self._credentials, "s3", self._region, expires=expires_in).add_auth(
             request
         )

@@ -39,7 +39,6 @@ log = structlog.get_logger("gateway.ratelimit")
 
 By = Literal["address", "owner"]
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-EXCLUDE_OPT = "exclude_from_rate_limit"
 _STATE_KEY = "rate_limits"
 # After Redis failed, requests go uncounted this long before it is asked again.
 UNCOUNTED_SECONDS = 5.0
@@ -147,7 +146,6 @@ class AddressRateLimitMiddleware(ASGIMiddleware):
     """Takes the address budget; puts the tightest budget's headers on the answer."""
 
     scopes = (ScopeType.HTTP, ScopeType.WEBSOCKET)
-    exclude_opt_key = EXCLUDE_OPT
     # Probes of an orchestrator are never throttled.
     exclude_path_pattern = ("^/health$", "^/ready$")
 
@@ -189,7 +187,6 @@ class OwnerRateLimitMiddleware(ASGIMiddleware):
     idempotency layer could answer from its store."""
 
     scopes = (ScopeType.HTTP, ScopeType.WEBSOCKET)
-    exclude_opt_key = EXCLUDE_OPT
 
     def __init__(self, limits: RateLimits) -> None:
         self._limits = limits

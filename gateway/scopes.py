@@ -36,7 +36,9 @@ def granted(scope: Scope) -> frozenset[str]:
 
 
 def requires(scope: str) -> Guard:
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    # Async: Litestar runs a plain-function guard in its thread pool, a thread hop per
+    # request for a set lookup.
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         if connection.scope.get("method") == "OPTIONS":
             return  # Litestar's own answer (Allow), unauthenticated like a CORS preflight
         if scope not in granted(connection.scope):

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
+from cachetools import TTLCache
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
@@ -17,6 +18,7 @@ from gateway.cache import JobCache
 from gateway.presign import Presigner
 from gateway.ratelimit import RateLimits
 from gateway.upload_policy import ContentTypes
+from schemas.api import UploadRecord
 from schemas.settings import Settings
 
 if TYPE_CHECKING:
@@ -37,16 +39,15 @@ class Services:
     settings: Settings
     nc: NATS
     js: JetStreamContext
-    uploads: KeyValue
     idempotency: KeyValue
     publisher: Publisher
     pool: PgPool
     redis: Redis
     s3: S3Client
-    # Signs presigned URLs for the address clients reach (may differ from `s3`'s).
-    s3_public: S3Client
     tokens: TokenVerifier
     rate_limits: RateLimits
     content_types: ContentTypes
     job_cache: JobCache
     presigner: Presigner
+    # Uploads this process created in the last minute (see gateway.uploads).
+    recent_uploads: TTLCache[str, tuple[UploadRecord, int]]

@@ -6,12 +6,12 @@ Both answer only after JetStream acknowledged what they stored.
 from __future__ import annotations
 
 import contextlib
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
+from cachetools import TTLCache
 from litestar import Request, post
 from nats.js.api import DEFAULT_PREFIX, Header
 from nats.js.errors import APIError, KeyWrongLastSequenceError
@@ -49,25 +49,9 @@ _WRONG_LAST = (10071, 10164)
 # duplicate window (120 s, ops.provision): if another process completed the upload
 # meanwhile, our publish of the same event id is dropped by the stream, which answers
 # the first sequence, and our revision-checked write loses, as it should.
-_RECENT_SECONDS = 60.0
-_RECENT_MAX = 10_000
-_recent: dict[str, tuple[UploadRecord, int, float]] = {}
-
-
-def _remember(key: str, record: UploadRecord, revision: int) -> None:
-    now = time.monotonic()
-    if len(_recent) >= _RECENT_MAX:
-        # Oldest first (insertion order): drop the expired, or the older half.
-        for old in list(_recent)[: _RECENT_MAX // 2]:
-            del _recent[old]
-    _recent[key] = (record, revision, now + _RECENT_SECONDS)
-
-
-def _recall(key: str) -> tuple[UploadRecord, int] | None:
-    found = _recent.pop(key, None)  # once: a second `complete` reads the stored record
-    if found is None or found[2] < time.monotonic():
-        return None
-    return found[0], found[1]
+def recent_uploads() -> TTLCache[str, tuple[UploadRecord, int]]:
+    """upload id -> (record, revision), for `Services.recent_uploads`."""
+    return TTLCache(maxsize=10_000, ttl=60.0)
 
 
 class _Stored(msgspec.Struct):
@@ -181,7 +165,7 @@ async def create_upload(
     )
     # Revision 0 expected: what `KeyValue.create` sends (a fresh id never exists).
     revision = await update_upload(services, str(upload_id), msgspec.json.encode(record), last=0)
-    _remember(str(upload_id), record, revision)
+    services.recent_uploads[str(upload_id)] = (record, revision)
     return UploadTicket(
         upload_id=upload_id,
         job_id=job_id,
@@ -211,7 +195,8 @@ async def complete_upload(
     require_event_store(services)
     uid = _parse_id(upload_id)
     key = str(uid)
-    found = _recall(key) or await read_upload(services, key)
+    # Once: a second `complete` reads the stored record.
+    found = services.recent_uploads.pop(key, None) or await read_upload(services, key)
     if found is None:
         raise NotFound(f"no upload {upload_id}")
     record, revision = found

@@ -147,15 +147,12 @@ def _s3_config() -> Config:
 
 
 @asynccontextmanager
-async def s3_client(settings: Settings, *, public: bool = False) -> AsyncIterator[S3Client]:
-    """`public=True` signs for the address clients use (presigned URLs only)."""
-    endpoint = (
-        (settings.s3_public_endpoint or settings.s3_endpoint) if public else settings.s3_endpoint
-    )
+async def s3_client(settings: Settings) -> AsyncIterator[S3Client]:
+    # Presigned URLs, which name the address clients use, come from gateway.presign.
     session = aioboto3.Session()
     async with session.client(
         "s3",
-        endpoint_url=endpoint,
+        endpoint_url=settings.s3_endpoint,
         aws_access_key_id=settings.s3_access_key,
         aws_secret_access_key=settings.s3_secret_key,
         region_name=settings.s3_region,

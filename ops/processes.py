@@ -26,6 +26,7 @@ from gateway.presign import Presigner
 from gateway.ratelimit import RateLimits
 from gateway.services import Services
 from gateway.upload_policy import ContentTypes
+from gateway.uploads import recent_uploads
 from ops.connections import (
     nats_connection,
     postgres_pool,
@@ -79,18 +80,17 @@ async def run_gateway(settings: Settings, stop: asyncio.Event) -> None:
             settings=settings,
             nc=nc,
             js=js,
-            uploads=await js.key_value(subjects.UPLOADS_BUCKET),
             idempotency=await js.key_value(subjects.IDEMPOTENCY_BUCKET),
             publisher=Publisher(js),
             pool=await stack.enter_async_context(postgres_pool(settings)),
             redis=redis,
             s3=await stack.enter_async_context(s3_client(settings)),
-            s3_public=await stack.enter_async_context(s3_client(settings, public=True)),
             tokens=await stack.enter_async_context(token_verifier(settings)),
             rate_limits=RateLimits(redis, settings),
             content_types=ContentTypes(settings.allowed_content_types),
             job_cache=JobCache(redis, ttl_seconds=settings.job_cache_seconds),
             presigner=Presigner(settings),
+            recent_uploads=recent_uploads(),
         )
         async with asyncio.TaskGroup() as tg:
             watcher = tg.create_task(_watch_connection(closed, stop, "gateway"))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import resource
 import sys
 import time
 import uuid
@@ -22,6 +21,7 @@ import nats
 from nats.js.api import PubAck
 
 from actors.publisher import REQUEST_ID_HEADER
+from ops.bench.servers import own_cpu_seconds
 from ops.nats_auth import password_of
 from schemas import subjects
 from schemas.events import Uploaded, new_event
@@ -66,11 +66,6 @@ def _message() -> tuple[str, bytes, dict[str, str]]:
     return subjects.job_event(job_id, "uploaded"), encoder.encode(event), headers
 
 
-def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 async def _run(
     settings: Settings, mode: str, in_flight: int, duration: float, warmup: float
 ) -> CeilingFigures:
@@ -92,7 +87,7 @@ async def _run(
     if mode == "sync":
         while (now := time.perf_counter()) < stop_at:
             if not measuring and now >= measure_from:
-                measuring, cpu_from = True, _cpu()
+                measuring, cpu_from = True, own_cpu_seconds()
             subject, payload, headers = _message()
             await js.publish(subject, payload, headers=headers)
             if measuring:
@@ -109,14 +104,14 @@ async def _run(
 
         while (now := time.perf_counter()) < stop_at:
             if not measuring and now >= measure_from:
-                measuring, cpu_from = True, _cpu()
+                measuring, cpu_from = True, own_cpu_seconds()
             subject, payload, headers = _message()
             # Waits while `in_flight` acks are outstanding.
             future = await js.publish_async(subject, payload, headers=headers)
             future.add_done_callback(acked)
         await js.publish_async_completed()
         count = counted
-    cpu = _cpu() - cpu_from
+    cpu = own_cpu_seconds() - cpu_from
     await nc.close()
     return CeilingFigures(
         mode=mode,

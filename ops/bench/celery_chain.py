@@ -19,7 +19,6 @@ are acked late (after their effect, as Conveyor's actors ack), results are not s
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import importlib
 import os
 import tempfile
@@ -29,10 +28,11 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from actors.processing import CONTENT_TYPES, _as_result
+from actors.processing import CONTENT_TYPES, as_result
 from actors.processors.base import FileInfo, Processor
 from actors.processors.detect import detect_mime
 from actors.processors.registry import load_processors, pick
+from actors.upload import CHUNK, Digest
 
 if TYPE_CHECKING:
     import asyncpg
@@ -57,8 +57,6 @@ INSERT = f"""
 INSERT INTO {TABLE} (job_id, key, size, sha256, mime, processor, result_key, result)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8::json) ON CONFLICT (job_id) DO NOTHING
 """
-HEAD_BYTES = 64 * 1024
-CHUNK = 1024 * 1024
 
 # Imported by name: Celery and boto3 ship no type information (mypy sees them as Any).
 Celery = importlib.import_module("celery").Celery
@@ -127,18 +125,15 @@ def _verify(job: dict[str, Any]) -> dict[str, Any]:
         raise ValueError("size mismatch")
     etag = str(head.get("ETag", ""))
     body = s3.get_object(Bucket=bucket, Key=job["key"], IfMatch=etag)["Body"]
-    sha, size, first = hashlib.sha256(), 0, bytearray()
+    digest = Digest()  # the upload actor's, fed by a blocking read
     try:
         while chunk := body.read(CHUNK):
-            sha.update(chunk)
-            size += len(chunk)
-            if len(first) < HEAD_BYTES:
-                first += chunk[: HEAD_BYTES - len(first)]
+            digest.update(chunk)
     finally:
         body.close()
-    if size != job["size"]:
+    if digest.size != job["size"]:
         raise ValueError("size mismatch")
-    return {**job, "sha256": sha.hexdigest(), "etag": etag, "mime": detect_mime(bytes(first))}
+    return {**job, "sha256": digest.sha256, "etag": etag, "mime": detect_mime(digest.first)}
 
 
 def _profile(job: dict[str, Any]) -> dict[str, Any]:
@@ -158,7 +153,7 @@ def _profile(job: dict[str, Any]) -> dict[str, Any]:
                     target.write(chunk)
         finally:
             body.close()
-        result = _as_result(processor.run(source, info, out))
+        result = as_result(processor.run(source, info, out))
         for path in sorted(out.iterdir()):
             content_type = CONTENT_TYPES.get(path.suffix, "application/octet-stream")
             s3.upload_file(

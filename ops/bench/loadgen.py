@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import resource
 import sys
 import time
 from collections import Counter
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import Any, cast
 
 import msgspec
+
+from ops.bench.servers import own_cpu_seconds
 
 CREATE_BODY = msgspec.json.encode(
     {"filename": "data.csv", "content_type": "text/csv", "size": 1024}
@@ -100,11 +101,6 @@ class Figures(msgspec.Struct, kw_only=True):
     connections: int
 
 
-def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 async def _run(args: argparse.Namespace, ids: list[str], created: list[str]) -> Figures:
     loop = asyncio.get_running_loop()
     host = f"{args.host}:{args.port}"
@@ -148,7 +144,7 @@ async def _run(args: argparse.Namespace, ids: list[str], created: list[str]) -> 
                 return
             if not measuring and sent >= measure_from:
                 measuring = True
-                cpu_from = _cpu()
+                cpu_from = own_cpu_seconds()
             try:
                 status, body = await conn.send(request)
             except (OSError, ValueError) as exc:
@@ -167,7 +163,7 @@ async def _run(args: argparse.Namespace, ids: list[str], created: list[str]) -> 
 
     await asyncio.gather(*(worker(c) for c in connections))
     ended = min(time.perf_counter(), stop_at)
-    cpu = _cpu() - cpu_from if measuring else 0.0
+    cpu = own_cpu_seconds() - cpu_from if measuring else 0.0
     for conn in connections:
         conn.close()
     seconds = max(0.0, ended - measure_from)

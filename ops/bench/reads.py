@@ -17,6 +17,7 @@ import msgspec
 from ops.bench.report import Latency, Report, latency, machine
 from ops.bench.servers import cpu_seconds, server, settings_env
 from ops.bench.stack import bench_stack
+from ops.stack import free_port
 from schemas.settings import Settings
 
 ENDED = frozenset({"succeeded", "failed", "rejected"})
@@ -109,8 +110,6 @@ def _measure(
     args: argparse.Namespace,
     logs: Path,
 ) -> Side:
-    from ops.stack import free_port
-
     port = free_port()
     ttl = 0 if cache == "cold" else 3600
     gateway_settings = settings.replace(http_port=port, job_cache_seconds=ttl)
@@ -154,7 +153,6 @@ def _measure(
 
 def run(settings: Settings, args: argparse.Namespace, echo: Callable[[str], None]) -> ReadsReport:
     from gateway.auth import issue_token
-    from ops.stack import free_port
 
     with bench_stack(settings, "reads") as ready:
         logs = Path(ready.data_dir) / "logs"

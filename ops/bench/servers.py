@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import time
@@ -87,3 +88,9 @@ def cpu_seconds(root: int) -> float:
         total += stats.get(pid, (0, 0.0))[1]
         todo += [child for child, (parent, _) in stats.items() if parent == pid]
     return total
+
+
+def own_cpu_seconds() -> float:
+    """User + system CPU seconds of this process so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime

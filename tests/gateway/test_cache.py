@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 
+import asyncpg
 import msgspec
 from conftest import Api, Service
 from redis.asyncio import Redis
@@ -28,8 +29,20 @@ async def test_an_ended_job_is_cached_for_its_owner_only(
         assert cached is not None
         assert msgspec.to_builtins(cached) == job
         assert 0 < await redis.ttl(key) <= service.settings.job_cache_seconds
-        # Served again from there, and still not to anybody else.
+        # Served again from the cache: a change behind its back in Postgres (which the
+        # list reads) does not show in the job's own view.
+        conn = await asyncpg.connect(service.settings.database_url)
+        try:
+            await conn.execute(
+                "UPDATE jobs SET filename = 'changed.csv' WHERE job_id = $1",
+                uuid.UUID(ticket["job_id"]),
+            )
+        finally:
+            await conn.close()
+        listed = (await api.get("/v1/jobs")).json()["items"]
+        assert [j["filename"] for j in listed] == ["changed.csv"]
         assert (await api.get(f"/v1/jobs/{ticket['job_id']}")).json() == job
+        # And still not to anybody else.
         assert (await other_api.get(f"/v1/jobs/{ticket['job_id']}")).status_code == 404
     finally:
         await redis.aclose()

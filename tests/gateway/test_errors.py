@@ -85,7 +85,7 @@ async def test_other_owner_gets_404_on_every_route(
     """Walks every route in the OpenAPI document, and the WebSocket, as a second owner."""
     ticket, _ = await api.submit(b"a\n1\n")
     ids = {"job_id": ticket["job_id"], "upload_id": ticket["upload_id"]}
-    await api.wait_terminal(ticket["job_id"])
+    ended = await api.wait_terminal(ticket["job_id"])
     schema = (await api.get("/schema/openapi.json")).json()
     walked = set()
     for template, operations in schema["paths"].items():
@@ -123,6 +123,12 @@ async def test_other_owner_gets_404_on_every_route(
     # And the completed upload was not completed a second time by the other owner.
     job = (await api.get(f"/v1/jobs/{ticket['job_id']}")).json()
     assert job["status"] == "succeeded"
+    # Nothing the other owner sent changed the job or added one to this owner's (the
+    # list is read from Postgres, not from the cache of ended jobs).
+    listed = (await api.get("/v1/jobs")).json()["items"]
+    assert [(j["job_id"], j["updated_at"]) for j in listed] == [
+        (job["job_id"], ended["updated_at"])
+    ]
 
 
 async def test_declared_size_over_limit_is_413(api: Api, service: Service) -> None:

@@ -112,6 +112,18 @@ async def reaches_jobs(a: As, subject: str) -> None:
     a.assert_clean()
 
 
+async def first_seqs(provisioned: Settings) -> dict[str, int]:
+    ops = await connect_as(provisioned, "ops")
+    try:
+        js = ops.jetstream()
+        return {
+            name: (await js.stream_info(name)).state.first_seq
+            for name in (JOBS, subjects.DEAD_LETTER_STREAM)
+        }
+    finally:
+        await ops.close()
+
+
 async def durable_untouched(provisioned: Settings) -> None:
     ops = await connect_as(provisioned, "ops")
     try:
@@ -206,6 +218,7 @@ async def test_only_ops_deletes_or_purges(
     user: nats_auth.User, login: Callable[[nats_auth.User], Awaitable[As]], provisioned: Settings
 ) -> None:
     a = await login(user)
+    before = await first_seqs(provisioned)
     for subject in (
         f"{API}.STREAM.DELETE.{JOBS}",
         f"{API}.STREAM.PURGE.{JOBS}",
@@ -224,6 +237,9 @@ async def test_only_ops_deletes_or_purges(
         assert (await info.jetstream().stream_info(JOBS)).config.name == JOBS
     finally:
         await info.close()
+    # Nothing purged or deleted (either moves a stream's first sequence), no durable changed.
+    assert await first_seqs(provisioned) == before
+    await durable_untouched(provisioned)
 
 
 # -- each user ----------------------------------------------------------------
@@ -423,7 +439,9 @@ async def test_ops_administers(login: Callable[[nats_auth.User], Awaitable[As]])
         ),
     )
     assert await js.delete_consumer(JOBS, info.name or "")
-    assert (await js.stream_info(subjects.DEAD_LETTER_STREAM)).config.name
+    assert (await js.stream_info(subjects.DEAD_LETTER_STREAM)).config.name == (
+        subjects.DEAD_LETTER_STREAM
+    )
     a.assert_clean()
     # Even ops only reads its own replies, and publishes no relay.
     await a.refused_subscribe(f"{subjects.inbox_prefix('subscriber')}.>")
