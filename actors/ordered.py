@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import time
 
 import msgspec
@@ -25,6 +24,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import APIError, NotFoundError
 
+from actors.collector import tune_collector
 from actors.errors import TransientError
 from actors.leases import LEASE_REFRESH_SECONDS, Leases, member_id
 from actors.persistence import PersistenceActor, Stored, positions
@@ -107,22 +107,6 @@ async def fetch_batch(
     if not msgs:
         raise TimeoutError
     return msgs
-
-
-# Allocations (net) between young-generation collections; Python 3.11's default is 700.
-GC_YOUNG_THRESHOLD = 50_000
-
-
-def tune_collector() -> None:
-    """Applying a batch allocates tens of thousands of short-lived objects (decoded
-    events, NATS messages, rows), all freed by refcounting: at the default threshold
-    the cyclic collector ran every few hundred of them and took a fifth of the
-    process's time. Collect less often, and leave what exists at start (modules,
-    clients) out of every later scan. Process-wide, and only ever raised."""
-    young, middle, old = gc.get_threshold()
-    if young and young < GC_YOUNG_THRESHOLD:
-        gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
-    gc.freeze()
 
 
 class OrderedRuntime:

@@ -17,6 +17,7 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.types import ControllerRouterHandler
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from actors.collector import tune_collector
 from gateway.admin import admin_status
 from gateway.artifacts import list_artifacts
 from gateway.auth import JWTAuthMiddleware
@@ -54,7 +55,7 @@ def create_app(services: Services) -> Litestar:
     return Litestar(
         route_handlers=[
             *(
-                Router("/", guards=[requires(scope)], route_handlers=handlers)
+                Router("/", middleware=[requires(scope)], route_handlers=handlers)
                 for scope, handlers in SCOPED_ROUTES.items()
             ),
             *OPEN_ROUTES,
@@ -132,8 +133,10 @@ class _Server(uvicorn.Server):
 
 async def serve(services: Services, stop: asyncio.Event, *, host: str, port: int) -> None:
     """Serve until `stop`; then stop accepting and finish in-flight requests."""
+    app = RequestIds(create_app(services))
+    tune_collector()  # the app and its clients are built: none of them is garbage
     config = uvicorn.Config(
-        RequestIds(create_app(services)),
+        app,
         host=host,
         port=port,
         log_config=None,

@@ -21,8 +21,9 @@ import structlog
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from actors.collector import tune_collector
 from actors.leases import LEASE_REFRESH_SECONDS, Leases
-from actors.ordered import fetch_batch, tune_collector
+from actors.ordered import fetch_batch
 from actors.persistence import PersistenceActor, Stored, positions
 from ops.errors import OpsError
 from schemas import subjects

@@ -101,7 +101,7 @@ class GatewayReport(Report, frozen=True, kw_only=True):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--concurrency", default="1,16,64,256", help="connections, comma-separated levels"
+        "--concurrency", default="1,16,32,64,256", help="connections, comma-separated levels"
     )
     parser.add_argument("--duration", type=float, default=10.0, help="seconds measured per level")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring")

@@ -33,3 +33,15 @@ def test_status_dlq_and_replay_commands(api: Api, service: Service) -> None:
     final = out.splitlines()[-1]
     assert final.startswith("replayed ")
     assert "events/s" in final
+
+
+def test_the_command_line_loads_no_benchmark_or_processing_libraries() -> None:
+    # Every `conveyor` command builds the same parser, the gateway's included: what a
+    # benchmark suite or a processor needs would sit in the gateway's memory.
+    probe = "import sys, ops.cli; ops.cli.parser(); print(sorted(m for m in sys.modules))"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    loaded = set(done.stdout.strip()[2:-2].split("', '"))
+    assert "ops.cli" in loaded
+    assert not loaded & {"polars", "PIL", "fastapi", "celery", "pyinstrument"}
