@@ -21,7 +21,7 @@ import msgspec
 import structlog
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, Header, StatusCode
 from nats.js.errors import APIError, NotFoundError
 
 from actors.collector import tune_collector
@@ -40,10 +40,8 @@ log = structlog.get_logger("actors.ordered")
 WATCHDOG_SECONDS = 5.0
 # Events per fetch, and so at most per Postgres transaction.
 BATCH = 256
-_STATUS = "Status"
-_HEARTBEAT = "100"
 # No messages (for a no-wait request), request expired, conflict: this request is over.
-_REQUEST_OVER = frozenset({"404", "408", "409"})
+_REQUEST_OVER = frozenset({StatusCode.NO_MESSAGES, StatusCode.REQUEST_TIMEOUT, StatusCode.CONFLICT})
 
 
 async def fetch_batch(
@@ -68,11 +66,11 @@ async def fetch_batch(
         """Keeps a message; False if it ends the current request."""
         queue.task_done()
         sub._pending_size -= len(msg.data)
-        status = msg.headers.get(_STATUS) if msg.headers else None
+        status = msg.headers.get(Header.STATUS) if msg.headers else None
         if status is None:
             msgs.append(msg)
             return True
-        if status == _HEARTBEAT:
+        if status == StatusCode.CONTROL_MESSAGE:
             return True
         if status in _REQUEST_OVER:
             return False
@@ -107,6 +105,19 @@ async def fetch_batch(
     if not msgs:
         raise TimeoutError
     return msgs
+
+
+def in_order(msgs: list[Msg], expected: int) -> tuple[list[Stored], int | None]:
+    """The messages up to the first whose consumer sequence is not the next one
+    from `expected` (a message lost between them), and that one's stream sequence
+    if there is such a gap, else None."""
+    batch: list[Stored] = []
+    for msg in msgs:
+        seq, consumer_seq, _ = positions(msg)
+        if consumer_seq != expected + len(batch):
+            return batch, seq
+        batch.append(Stored.of(msg, seq))
+    return batch, None
 
 
 class OrderedRuntime:
@@ -204,18 +215,11 @@ class OrderedRuntime:
                         idle_since = time.monotonic()
                     continue
                 idle_since = time.monotonic()
-                batch: list[Stored] = []
-                gap = False
-                for msg in msgs:
-                    seq, consumer_seq, _ = positions(msg)
-                    if consumer_seq != expected:
-                        gap = True
-                        break
-                    expected += 1
-                    batch.append(Stored.of(msg, seq))
+                batch, gap = in_order(msgs, expected)
+                expected += len(batch)
                 if not await self._apply(batch, partition, epoch, halt):
                     return
-                if gap:
+                if gap is not None:
                     log.warning("gap in partition reader; restarting", partition=partition)
                     return
         except NotFoundError:

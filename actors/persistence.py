@@ -9,10 +9,8 @@ watermark. An event seen twice (same sequence or same event id) changes nothing.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -101,13 +99,9 @@ class Stored(msgspec.Struct, frozen=True, kw_only=True):
     headers: dict[str, str] | None = None
 
     @classmethod
-    def of(cls, msg: Msg, seq: int | None = None) -> Stored:
-        return cls(
-            seq=positions(msg)[0] if seq is None else seq,
-            subject=msg.subject,
-            data=msg.data,
-            headers=msg.headers,
-        )
+    def of(cls, msg: Msg, seq: int) -> Stored:
+        """`seq` is the message's stream sequence, which the caller has read (`positions`)."""
+        return cls(seq=seq, subject=msg.subject, data=msg.data, headers=msg.headers)
 
 
 # `$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>`
@@ -123,20 +117,6 @@ def positions(msg: Msg) -> tuple[int, int, int]:
         return int(tokens[5]), int(tokens[6]), int(tokens[8])
     meta = msg.metadata  # the longer form (domain, account): nats.py reads it
     return meta.sequence.stream, meta.sequence.consumer, meta.num_pending
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Decoding a batch allocates thousands of objects, none in a cycle (refcounting
-    frees them): with the cyclic collector on, those allocations set off collection
-    after collection over the whole heap, which took most of the decoding time."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 class _Fold:
@@ -214,32 +194,27 @@ class _Fold:
         self.last_seq = seq
         self.updated_at = event.occurred_at
 
-    @staticmethod
-    def insert_columns(folds: list[_Fold]) -> list[list[Any]]:
-        columns: list[list[Any]] = [[] for _ in range(16)]
-        for f in folds:
-            u = f.upload
-            assert u is not None
-            row = (
-                f.job_id, f.owner, u.upload_id, u.filename, u.content_type, u.size, u.key,
-                f.sha256, f.mime, f.status, f.result, f.result_key, f.error, f.created_at,
-                f.updated_at, f.last_seq,
-            )  # fmt: skip
-            for column, value in zip(columns, row, strict=True):
-                column.append(value)
-        return columns
+    def insert_row(self) -> tuple[Any, ...]:
+        """The new `jobs` row, in `_JOB_COLUMNS` order (as `_INSERT_JOBS` takes them)."""
+        u = self.upload
+        assert u is not None
+        return (
+            self.job_id, self.owner, u.upload_id, u.filename, u.content_type, u.size, u.key,
+            self.sha256, self.mime, self.status, self.result, self.result_key, self.error,
+            self.created_at, self.updated_at, self.last_seq,
+        )  # fmt: skip
 
-    @staticmethod
-    def update_columns(folds: list[_Fold]) -> list[list[Any]]:
-        columns: list[list[Any]] = [[] for _ in range(12)]
-        for f in folds:
-            row = (
-                f.job_id, f.status, f.updated_at, f.last_seq, f.verified, f.sha256, f.mime,
-                f.processed, f.result, f.result_key, f.ended, f.error,
-            )  # fmt: skip
-            for column, value in zip(columns, row, strict=True):
-                column.append(value)
-        return columns
+    def update_row(self) -> tuple[Any, ...]:
+        """The changes to an existing row, in the order `_UPDATE_JOBS` takes them."""
+        return (
+            self.job_id, self.status, self.updated_at, self.last_seq, self.verified, self.sha256,
+            self.mime, self.processed, self.result, self.result_key, self.ended, self.error,
+        )  # fmt: skip
+
+
+def _columns(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
+    """Rows as columns: the arrays an `unnest(...)` statement takes (rows are not empty)."""
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 class Applied(msgspec.Struct, kw_only=True):
@@ -367,8 +342,7 @@ class PersistenceActor:
         `ON CONFLICT DO NOTHING`. A partial replay (no watermarks) goes that way at
         once: it re-applies what is mostly there.
         """
-        with _collector_paused():
-            events = [self._decoder.decode(m.data) for m in batch]
+        events = [self._decoder.decode(m.data) for m in batch]
         if watermarks:
             try:
                 return await self._bulk_transaction(batch, events, epoch, watermarks, copy=True)
@@ -446,13 +420,12 @@ class PersistenceActor:
         inserted: set[uuid.UUID] = set()
         if inserts and copy:
             # No row yet for a job uploaded in this batch, or the batch is redone.
-            columns = _Fold.insert_columns(inserts)
             await conn.copy_records_to_table(
-                "jobs", columns=_JOB_COLUMNS, records=list(zip(*columns, strict=True))
+                "jobs", columns=_JOB_COLUMNS, records=[f.insert_row() for f in inserts]
             )
             inserted = {f.job_id for f in inserts}
         elif inserts:
-            rows = await conn.fetch(_INSERT_JOBS, *_Fold.insert_columns(inserts))
+            rows = await conn.fetch(_INSERT_JOBS, *_columns([f.insert_row() for f in inserts]))
             inserted = {r[0] for r in rows}
         rest = [job for job in by_job if job not in inserted]
         if not rest:
@@ -467,7 +440,7 @@ class PersistenceActor:
             if fold.changed:
                 updates.append(fold)
         if updates:
-            await conn.execute(_UPDATE_JOBS, *_Fold.update_columns(updates))
+            await conn.execute(_UPDATE_JOBS, *_columns([f.update_row() for f in updates]))
 
     async def apply(self, conn: Connection, event: Envelope, message: Stored) -> bool:
         """Append and project one event; False if it was applied before.

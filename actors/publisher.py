@@ -50,6 +50,16 @@ async def publish_acked(
     return PubAck(stream=ack.stream, seq=ack.seq, domain=ack.domain, duplicate=ack.duplicate)
 
 
+def event_headers(event: Envelope) -> dict[str, str]:
+    """The headers every stored job event carries."""
+    return {
+        subjects.MSG_ID_HEADER: str(event.id),
+        REQUEST_ID_HEADER: event.correlation_id,
+        # Refused unless JOBS stores it (what `js.publish(stream=...)` sends).
+        Header.EXPECTED_STREAM.value: subjects.JOBS_STREAM,
+    }
+
+
 class Publisher:
     """Stores events in the JOBS stream; a returned `PubAck` means the event is durable.
 
@@ -67,12 +77,7 @@ class Publisher:
     async def publish(self, event: Envelope) -> PubAck:
         subject = subjects.job_event(event.job_id, event.type)
         payload = self._encoder.encode(event)
-        headers = {
-            subjects.MSG_ID_HEADER: str(event.id),
-            REQUEST_ID_HEADER: event.correlation_id,
-            # Refused unless JOBS stores it (what `js.publish(stream=...)` sends).
-            Header.EXPECTED_STREAM.value: subjects.JOBS_STREAM,
-        }
+        headers = event_headers(event)
         for attempt in range(1, self._attempts + 1):
             try:
                 return await publish_acked(

@@ -14,7 +14,7 @@ from litestar.exceptions import HTTPException
 from litestar.middleware.base import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
-from litestar.types import ControllerRouterHandler
+from litestar.types import ControllerRouterHandler, Middleware
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from actors.collector import tune_collector
@@ -51,11 +51,22 @@ def create_app(services: Services) -> Litestar:
     # Without any budget (all four settings empty) the rate-limit layers have nothing
     # to count or to report: they are left out rather than run per request.
     limits = services.rate_limits
+    # Run after a router's scope check: the idempotency store must never answer a token
+    # without the write scope (it would hand out a stored upload URL).
+    behind_scope: dict[str, list[Middleware]] = {
+        WRITE: [
+            IdempotencyMiddleware(services.idempotency, max_body=services.settings.max_body_bytes)
+        ],
+    }
 
     return Litestar(
         route_handlers=[
             *(
-                Router("/", middleware=[requires(scope)], route_handlers=handlers)
+                Router(
+                    "/",
+                    middleware=[requires(scope), *behind_scope.get(scope, [])],
+                    route_handlers=handlers,
+                )
                 for scope, handlers in SCOPED_ROUTES.items()
             ),
             *OPEN_ROUTES,
@@ -65,7 +76,6 @@ def create_app(services: Services) -> Litestar:
             *([AddressRateLimitMiddleware(limits)] if limits.enabled else []),
             DefineMiddleware(JWTAuthMiddleware, verifier=services.tokens, exclude=["^/schema"]),
             *([OwnerRateLimitMiddleware(limits)] if limits.enabled else []),
-            IdempotencyMiddleware(services.idempotency, max_body=services.settings.max_body_bytes),
         ],
         request_max_body_size=services.settings.max_body_bytes,
         exception_handlers={HTTPException: on_http_exception, Exception: on_exception},

@@ -119,7 +119,8 @@ class TokenVerifier:
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject.strip() or len(subject) > 256:
             raise _invalid("the subject must be a non-empty string of at most 256 characters")
-        if not subject.isprintable() or not _encodes(subject):
+        # Lone surrogates ("\ud800", no UTF-8 for keys and SQL) are not printable either.
+        if not subject.isprintable():
             raise _invalid("the subject must be printable text")
         return subject, Grant(scopes=_scopes(claims.get("scope")), expires_at=float(claims["exp"]))
 
@@ -128,15 +129,6 @@ def _usable_until(_token: str, verified: tuple[str, Grant], now: float) -> float
     # Exactly as long as the full check would still pass: `exp` plus the leeway (`nbf`
     # and the signature, audience and issuer can not change meanwhile).
     return min(verified[1].expires_at + LEEWAY_SECONDS, now + VERIFIED_CACHE_SECONDS)
-
-
-def _encodes(text: str) -> bool:
-    # A lone surrogate ("\ud800") is a str but no UTF-8: it would fail in keys and SQL.
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _scopes(raw: object) -> frozenset[str]:

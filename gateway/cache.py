@@ -9,7 +9,6 @@ reads go to Postgres, and it is asked again after a pause.
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import msgspec
@@ -18,34 +17,30 @@ from cachetools import TTLCache
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from schemas.api import JobView
+from gateway.pause import Pause
+from schemas.api import ENDED_STATUSES, JobView
 from schemas.keys import job_cache_key
 
 log = structlog.get_logger("gateway.cache")
 
-ENDED = frozenset({"succeeded", "failed", "rejected"})
-# After Redis failed, the cache is bypassed this long.
-BYPASS_SECONDS = 5.0
 # Views held in the process (a few KB each), in front of Redis: a hit costs no round trip.
 LOCAL_ENTRIES = 10_000
 
 
 class JobCache:
-    def __init__(self, redis: Redis, *, ttl_seconds: int) -> None:
+    def __init__(self, redis: Redis, *, ttl_seconds: int, pause: Pause | None = None) -> None:
         self._redis = redis
         self._ttl = ttl_seconds
         self._encoder = msgspec.json.Encoder()
         self._decoder = msgspec.json.Decoder(JobView)
-        self._bypass_until = 0.0
+        # Redis is bypassed while it is active: started by each failure.
+        self._pause = Pause() if pause is None else pause
         self._local: TTLCache[str, JobView] = TTLCache(
             maxsize=LOCAL_ENTRIES, ttl=max(1, ttl_seconds)
         )
 
-    def _usable(self) -> bool:
-        return self._ttl > 0 and time.monotonic() >= self._bypass_until
-
     def _failed(self, exc: Exception) -> None:
-        self._bypass_until = time.monotonic() + BYPASS_SECONDS
+        self._pause.start()
         log.warning("job cache bypassed", error=f"{type(exc).__name__}: {exc}")
 
     async def get(self, owner: str, job_id: uuid.UUID) -> JobView | None:
@@ -55,7 +50,7 @@ class JobCache:
         held = self._local.get(key)
         if held is not None:
             return held
-        if not self._usable():
+        if self._pause.active:
             return None
         try:
             raw = await self._redis.get(key)
@@ -72,11 +67,11 @@ class JobCache:
         return view
 
     async def put(self, owner: str, view: JobView) -> None:
-        if view.status not in ENDED or self._ttl <= 0:
+        if view.status not in ENDED_STATUSES or self._ttl <= 0:
             return
         key = job_cache_key(owner, view.job_id)
         self._local[key] = view
-        if not self._usable():
+        if self._pause.active:
             return
         try:
             await self._redis.set(key, self._encoder.encode(view), ex=self._ttl)

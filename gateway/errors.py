@@ -46,22 +46,6 @@ class TooManyRequests(ProblemError):
     status_code = 429
     title = "Too Many Requests"
 
-    def __init__(
-        self,
-        *,
-        by: str,
-        kind: str,
-        limit: int,
-        window: int,
-        retry_after: int,
-        headers: dict[str, str],
-    ) -> None:
-        super().__init__(
-            f"the {by} {kind} budget of {limit} per {window}s is spent", headers=headers
-        )
-        self.by, self.kind, self.limit, self.window = by, kind, limit, window
-        self.retry_after = retry_after
-
 
 class Unavailable(ProblemError):
     status_code = 503

@@ -22,7 +22,6 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from gateway.errors import Conflict, PayloadTooLarge, Unprocessable
-from gateway.scopes import WRITE, granted
 
 HEADER = b"idempotency-key"
 REPLAYED = b"idempotent-replayed"
@@ -42,19 +41,21 @@ class Remembered(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class IdempotencyMiddleware(ASGIMiddleware):
+    """Answers a repeated Idempotency-Key from the bucket. On the write routes only,
+    behind their scope check (see `gateway.app.create_app`)."""
+
     def __init__(self, bucket: KeyValue, *, max_body: int) -> None:
         self._kv = bucket
         self._max_body = max_body
         self._decoder = msgspec.json.Decoder(Remembered)
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> IdempotencyMiddleware:
+        # Litestar deep-copies a Router, middleware included, as it registers it; the
+        # bucket's NATS client can not be copied, and nothing here is per router.
+        return self
+
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        if (
-            scope["type"] != ScopeType.HTTP
-            or scope.get("method") != "POST"
-            # Without the write scope the route's guard refuses it: never answer such a
-            # request from the store, which would hand out a stored upload URL.
-            or WRITE not in granted(scope)
-        ):
+        if scope["type"] != ScopeType.HTTP or scope.get("method") != "POST":
             await next_app(scope, receive, send)
             return
         raw_key = next((v for k, v in scope.get("headers", []) if k == HEADER), None)

@@ -32,9 +32,8 @@ from litestar.openapi.spec import (
     Schema,
 )
 
+from gateway.problems import MEDIA_TYPE as PROBLEM_MEDIA_TYPE
 from schemas.api import Problem
-
-PROBLEM_MEDIA_TYPE = "application/problem+json"
 
 # The statuses every operation can answer: the exception handler's last resort.
 ALWAYS = (500,)

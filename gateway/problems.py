@@ -16,7 +16,6 @@ from nats.errors import TimeoutError as NatsTimeoutError
 
 from actors.errors import TransientError
 from gateway.errors import ProblemError
-from gateway.requests import HEADER, request_id_from
 from schemas.api import Problem
 
 log = structlog.get_logger("gateway")
@@ -34,18 +33,15 @@ def problem_response(
     headers: dict[str, str] | None = None,
     errors: list[dict[str, Any]] | None = None,
 ) -> Response[bytes]:
-    # Made by `RequestIds` around the app; made here only when used without it.
-    request_id = request.scope.get("state", {}).get("request_id") or request_id_from(request.scope)
     body = Problem(
         status=status,
         title=title or HTTPStatus(status).phrase,
         detail=detail,
         instance=request.url.path,
-        request_id=request_id,
+        # Set by `RequestIds`, which wraps the app and also echoes it as X-Request-ID.
+        request_id=request.scope["state"]["request_id"],
         errors=errors,
     )
-    headers = dict(headers or {})
-    headers[HEADER] = request_id
     return Response(
         content=_encoder.encode(body), status_code=status, media_type=MEDIA_TYPE, headers=headers
     )

@@ -8,7 +8,7 @@ X-Forwarded-For from anyone. Here the address is the connection's peer, rewritte
 the server only for proxies listed in CONVEYOR_FORWARDED_ALLOW_IPS.
 
 The address budget is taken before authentication (so floods of bad tokens are
-limited too), the owner budget after it, by an app-wide guard. Responses carry the
+limited too), the owner budget after it, by OwnerRateLimitMiddleware. Responses carry the
 tightest budget's RateLimit-* headers; a 429 also carries Retry-After.
 """
 
@@ -32,6 +32,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from redis.asyncio import Redis
 
 from gateway.errors import TooManyRequests
+from gateway.pause import Pause
 from schemas.errors import SettingsError
 from schemas.settings import Settings
 
@@ -40,8 +41,6 @@ log = structlog.get_logger("gateway.ratelimit")
 By = Literal["address", "owner"]
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _STATE_KEY = "rate_limits"
-# After Redis failed, requests go uncounted this long before it is asked again.
-UNCOUNTED_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +81,8 @@ class RateLimits:
             connection_pool=redis.connection_pool,  # type: ignore[arg-type]
         )
         self._limiter = SlidingWindowCounterRateLimiter(storage)
-        self._uncounted_until = 0.0
+        # Requests go uncounted while it is active: started by each failure of Redis.
+        self._pause = Pause()
         self._budgets: dict[tuple[By, bool], list[RateLimitItem]] = {
             (by, write): _parse(
                 f"rate_limit_{by}_{kind}", getattr(settings, f"rate_limit_{by}_{kind}")
@@ -98,7 +98,7 @@ class RateLimits:
         write = scope.get("method", "GET") in WRITE_METHODS
         kind = "writes" if write else "reads"
         taken: list[Usage] = scope.setdefault("state", {}).setdefault(_STATE_KEY, [])
-        if time.monotonic() < self._uncounted_until:
+        if self._pause.active:
             return
         for item in self._budgets[(by, write)]:
             try:
@@ -110,11 +110,11 @@ class RateLimits:
                 # Redis holds only counters: without it, serve unlimited rather than not
                 # at all, and stop asking for a while so requests do not each wait out
                 # its timeouts.
-                self._uncounted_until = time.monotonic() + UNCOUNTED_SECONDS
+                self._pause.start()
                 log.warning(
                     "rate limits not counted",
                     error=str(exc.storage_error),
-                    for_seconds=UNCOUNTED_SECONDS,
+                    for_seconds=self._pause.seconds,
                 )
                 return
             usage = Usage(
@@ -128,11 +128,7 @@ class RateLimits:
                 headers = usage.headers()
                 headers["Retry-After"] = str(max(1, usage.reset))
                 raise TooManyRequests(
-                    by=by,
-                    kind=kind,
-                    limit=item.amount,
-                    window=item.get_expiry(),
-                    retry_after=max(1, usage.reset),
+                    f"the {by} {kind} budget of {usage.limit} per {usage.window}s is spent",
                     headers=headers,
                 )
 

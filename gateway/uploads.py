@@ -224,9 +224,9 @@ async def complete_upload(
     # A concurrent complete may have recorded it first; the stream stored the event once.
     with contextlib.suppress(KeyWrongLastSequenceError):
         await update_upload(services, key, msgspec.json.encode(done), last=revision)
-    if ack.duplicate:
-        # Completed before (the stream answered the first sequence): as a second
-        # `complete` would answer, with the job's status now.
-        status = await current_status(services, record.job_id, request.user)
-        return CompleteAccepted(job_id=record.job_id, status=status, seq=ack.seq)
-    return CompleteAccepted(job_id=record.job_id, status="queued", seq=ack.seq)
+    # A duplicate was completed before (the stream answered the first sequence): as a
+    # second `complete` would answer, with the job's status now.
+    status = (
+        await current_status(services, record.job_id, request.user) if ack.duplicate else "queued"
+    )
+    return CompleteAccepted(job_id=record.job_id, status=status, seq=ack.seq)

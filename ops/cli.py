@@ -143,11 +143,9 @@ async def _nats_client(settings: Settings, work: Callable[[JetStreamContext], Aw
 async def _ops_clients(
     settings: Settings, work: Callable[[JetStreamContext, Any], Awaitable[T]]
 ) -> T:
-    async with (
-        nats_connection(settings, name="conveyor-ops", user="ops") as nc,
-        postgres_pool(settings, size=2) as pool,
-    ):
-        return await work(nc.jetstream(), pool)
+    """`_nats_client` with a Postgres pool too."""
+    async with postgres_pool(settings, size=2) as pool:
+        return await _nats_client(settings, lambda js: work(js, pool))
 
 
 def cmd_replay(settings: Settings, args: argparse.Namespace) -> None:

@@ -36,6 +36,18 @@ log = structlog.get_logger("ops.connections")
 MIN_SECRET_LENGTH = 32
 
 
+def nats_credentials(settings: Settings, user: User) -> dict[str, Any]:
+    """The `nats.connect` options that make a client NATS user `user` (see
+    `ops.nats_auth`): without user and password when its password is empty."""
+    password = password_of(settings, user)
+    return {
+        "user": user if password else None,
+        "password": password or None,
+        # Replies come to this user's own inboxes, the only ones it may subscribe to.
+        "inbox_prefix": inbox_prefix(user),
+    }
+
+
 @asynccontextmanager
 async def nats_connection(
     settings: Settings, *, name: str, user: User, closed: asyncio.Event | None = None
@@ -60,15 +72,11 @@ async def nats_connection(
     async def on_error(exc: Exception) -> None:
         log.warning("nats error", client=name, error=str(exc))
 
-    password = password_of(settings, user)
     nc = await nats.connect(
         # Several seed servers may be given, comma-separated (a cluster).
         [url.strip() for url in settings.nats_url.split(",") if url.strip()],
         name=name,
-        user=user if password else None,
-        password=password or None,
-        # Replies come to this user's own inboxes, the only ones it may subscribe to.
-        inbox_prefix=inbox_prefix(user),
+        **nats_credentials(settings, user),
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,
         connect_timeout=5,

@@ -23,7 +23,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from actors.collector import tune_collector
 from actors.leases import LEASE_REFRESH_SECONDS, Leases
-from actors.ordered import fetch_batch
+from actors.ordered import fetch_batch, in_order
 from actors.persistence import PersistenceActor, Stored, positions
 from ops.errors import OpsError
 from schemas import subjects
@@ -179,13 +179,11 @@ async def _apply(
                     msgs = await fetch_batch(sub, min(BATCH, pending), wait=5.0)
                 except TimeoutError:
                     continue
-                batch = []
-                for msg in msgs:
-                    seq, consumer_seq, pending = positions(msg)
-                    if consumer_seq != expected:
-                        raise OpsError(f"gap while replaying near stream sequence {seq}")
-                    expected += 1
-                    batch.append(Stored.of(msg, seq))
+                batch, gap = in_order(msgs, expected)
+                if gap is not None:
+                    raise OpsError(f"gap while replaying near stream sequence {gap}")
+                expected += len(batch)
+                pending = positions(msgs[-1])[2]  # what the server holds after these
                 await batches.put(batch)
         except Exception as exc:
             await batches.put(exc)  # raised where the batches are applied

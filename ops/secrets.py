@@ -56,7 +56,8 @@ def _load_or_create(path: Path) -> dict[str, str]:
         missing = {name: make() for name, make in _MAKERS.items() if name not in stored}
         if missing:
             stored = {**stored, **missing}
-            _write(path, stored)
+            # 0600: it holds the token signing key and the NATS passwords.
+            write_private(path, json.dumps(stored, indent=2))
     return stored
 
 
@@ -65,13 +66,17 @@ def _read(path: Path) -> dict[str, str]:
     return {k: v for k, v in loaded.items() if isinstance(k, str) and isinstance(v, str)}
 
 
-def _write(path: Path, values: dict[str, str]) -> None:
-    # 0600: it holds the token signing key and the NATS passwords.
-    tmp = path.with_name(f".{FILE}.{os.getpid()}.{secrets.token_hex(4)}")
+def write_private(path: Path, text: str) -> None:
+    """Replace `path` whole with `text`, readable by its owner only (0600).
+
+    Written to a fresh temporary file first (created 0600, never world-readable even
+    for a moment), then renamed over: a reader sees the old file or the new, never half.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "w") as out:
-            json.dump(values, out, indent=2)
+            out.write(text)
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, path)

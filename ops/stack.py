@@ -30,7 +30,7 @@ import structlog
 
 from ops import nats_auth
 from ops.errors import StackError
-from ops.secrets import with_dev_secrets
+from ops.secrets import with_dev_secrets, write_private
 from schemas.settings import Settings
 
 log = structlog.get_logger("ops.stack")
@@ -174,8 +174,11 @@ class EmbeddedStack:
             if not self.settings.nats_url:
                 # Started with authentication: every user gets a password (development
                 # ones when not configured), and the clients get them through settings_out.
-                changes.update(self._nats_passwords())
-                changes["nats_url"] = self._start(self._nats)
+                # Made and written once: a retry on new ports (`_start`) reuses them.
+                passwords = self._nats_passwords()
+                changes.update(passwords)
+                config = self._write_nats_config()
+                changes["nats_url"] = self._start(lambda: self._nats(config, passwords))
             if not self.settings.redis_url:
                 changes["redis_url"] = self._start(self._valkey)
             if not self.settings.s3_endpoint:
@@ -305,18 +308,18 @@ class EmbeddedStack:
             for user in nats_auth.USERS
         }
 
-    def _nats(self) -> Server:
+    def _write_nats_config(self) -> Path:
+        """The users and their permissions, for nats-server's `-c`."""
+        config = self.data_dir / NATS_CONFIG
+        write_private(config, nats_auth.render())
+        return config
+
+    def _nats(self, config: Path, passwords: dict[str, str]) -> Server:
+        """A nats-server on a new port, with the users of `config` and their `passwords`."""
         port = free_port()
         store = self.data_dir / "nats"
         store.mkdir(exist_ok=True)
-        # The users and their permissions; the passwords go in the environment.
-        config = self.data_dir / NATS_CONFIG
-        tmp = config.with_name(f".{NATS_CONFIG}.{os.getpid()}")
-        tmp.unlink(missing_ok=True)
-        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
-            out.write(nats_auth.render())
-        tmp.replace(config)
-        passwords = self._nats_passwords()
+        # The config names each password's variable; the values go in the environment.
         env = {
             nats_auth.password_env(user): passwords[nats_auth.password_field(user)]
             for user in nats_auth.USERS

@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import KeyNotFoundError
+from nats.js.errors import KeyNotFoundError, NotFoundError
 
 from schemas import subjects
 from schemas.ops import ConsumerStatus, PartitionStatus, Status, StreamStatus
@@ -76,8 +76,9 @@ async def collect(
 async def _pending_after(js: JetStreamContext, partition: int, seq: int) -> int:
     """How many events of `partition` follow `seq`: what a reader from there would get.
 
-    Asked of a throwaway consumer that the server deletes once idle: whoever may read
-    the status (the gateway's admin route) need not be allowed to delete consumers.
+    Asked of a throwaway consumer, deleted once read (only `ops` counts lag: the
+    gateway's admin route asks for `lag=False`); should the delete not happen, the
+    server removes it once idle.
     """
     info = await js.add_consumer(
         subjects.JOBS_STREAM,
@@ -91,6 +92,8 @@ async def _pending_after(js: JetStreamContext, partition: int, seq: int) -> int:
             mem_storage=True,
         ),
     )
+    with contextlib.suppress(NotFoundError):  # gone already: idle past the threshold
+        await js.delete_consumer(subjects.JOBS_STREAM, info.name)
     return info.num_pending or 0
 
 

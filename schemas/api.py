@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
 from schemas.results import Result
 
 JobStatus = Literal["queued", "verifying", "processing", "succeeded", "failed", "rejected"]
+ENDED_STATUSES: Final = frozenset({"succeeded", "failed", "rejected"})
+"""A job in one of these will not change again."""
 
 
 class UploadRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

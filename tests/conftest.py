@@ -7,12 +7,10 @@ S3 prefix and rows.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -26,17 +24,18 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from gateway.auth import issue_token
-from ops.nats_auth import User, password_of
+from ops.connections import nats_credentials
+from ops.nats_auth import User
 from ops.processes import provision
 from ops.secrets import with_dev_secrets
 from ops.stack import EmbeddedStack, _die_with_parent, free_port
+from schemas.api import ENDED_STATUSES
 from schemas.settings import Settings, env_name
-from schemas.subjects import inbox_prefix
+from tests.waits import eventually, wait_for_value
 
 # The fault suite's fixtures (a fresh cluster per test): `tests/faults/faultkit.py`.
 pytest_plugins = ["tests.faults.faultkit"]
 
-TERMINAL = {"succeeded", "failed", "rejected"}
 # The NATS contract: other clients are written against these names.
 ENVELOPE_FIELDS = frozenset(
     {
@@ -85,14 +84,7 @@ async def provisioned(settings: Settings) -> Settings:
 
 async def connect_as(settings: Settings, user: User, **options: Any) -> NATS:
     """A NATS connection as `user` (see `ops.nats_auth`): its password, its inboxes."""
-    password = password_of(settings, user)
-    return await nats.connect(
-        settings.nats_url,
-        user=user if password else None,
-        password=password or None,
-        inbox_prefix=inbox_prefix(user),
-        **options,
-    )
+    return await nats.connect(settings.nats_url, **nats_credentials(settings, user), **options)
 
 
 @pytest.fixture
@@ -166,20 +158,23 @@ async def service(provisioned: Settings) -> AsyncIterator[Service]:
 async def _await_ready(
     url: str, proc: subprocess.Popen[bytes], log: Path, probe: str = "/ready"
 ) -> None:
-    deadline = time.monotonic() + 60
     async with httpx.AsyncClient(base_url=url, timeout=2) as client:
-        while time.monotonic() < deadline:
+
+        async def ready() -> bool:
             if proc.poll() is not None:
                 raise RuntimeError(
                     f"conveyor run exited {proc.returncode}:\n{log.read_text()[-4000:]}"
                 )
             try:
-                if (await client.get(probe)).status_code == 200:
-                    return
+                return (await client.get(probe)).status_code == 200
             except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"gateway not ready in 60s:\n{log.read_text()[-4000:]}")
+                return False
+
+        try:
+            await eventually(ready, within=60, what="gateway ready")
+        except AssertionError as exc:
+            # The process's own account of why is in its log.
+            raise RuntimeError(f"{exc}:\n{log.read_text()[-4000:]}") from None
 
 
 @pytest.fixture
@@ -236,16 +231,22 @@ class Api:
         return ticket, r.json()
 
     async def wait_terminal(self, job_id: str, timeout: float = 30.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        job: dict[str, Any] = {}
-        while time.monotonic() < deadline:
+        """The job's view once it has ended."""
+        last: dict[str, Any] = {}
+
+        async def ended() -> dict[str, Any] | None:
+            nonlocal last
             r = await self.get(f"/v1/jobs/{job_id}")
-            if r.status_code == 200:
-                job = r.json()
-                if job["status"] in TERMINAL:
-                    return job
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"job {job_id} not terminal after {timeout}s: {job}")
+            if r.status_code != 200:
+                return None
+            last = r.json()
+            return last if last["status"] in ENDED_STATUSES else None
+
+        try:
+            return await wait_for_value(ended, within=timeout, what=f"job {job_id} ended")
+        except AssertionError as exc:
+            # Where it stopped tells which actor did not do its part.
+            raise AssertionError(f"{exc}; last seen: {last}") from None
 
 
 @pytest.fixture

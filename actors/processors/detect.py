@@ -55,9 +55,14 @@ def detect_mime(head: bytes) -> str:
     return TSV if delimiter == "\t" else CSV
 
 
+def has_control_bytes(head: bytes) -> bool:
+    """Whether `head` holds a control byte no text has (see `_CONTROL_BYTES`): binary."""
+    return len(head.translate(None, _CONTROL_BYTES)) != len(head)
+
+
 def decode_text(head: bytes) -> str | None:
     """Decode `head` as UTF-8 (BOM optional) or else Latin-1; None when it looks binary."""
-    if len(head.translate(None, _CONTROL_BYTES)) != len(head):
+    if has_control_bytes(head):
         return None
     # An incremental decoder holds back a multi-byte character cut off at the end of the head
     # instead of failing on it.

@@ -10,7 +10,7 @@ from pathlib import Path
 import msgspec
 
 from actors.errors import BadFile
-from actors.processors.detect import HEAD_SIZE, decode_text, sniff_delimiter
+from actors.processors.detect import HEAD_SIZE, has_control_bytes, sniff_delimiter
 
 BOM = codecs.BOM_UTF8
 TRANSCODE_CHUNK = 4 * 1024 * 1024
@@ -33,7 +33,7 @@ def sniff(source: Path, fallback_delimiter: str) -> Dialect:
         raise BadFile("empty file")
     if b"\x00" in head:
         raise BadFile("not a text file: binary content where CSV was expected")
-    if decode_text(head) is None:
+    if has_control_bytes(head):
         raise BadFile("not a text file: control bytes where CSV was expected")
     encoding = _encoding(head)
     # Decoded as the file will be read, so that header names come out as they will in the

@@ -10,9 +10,11 @@ there: the same queries, much less fixed cost per query.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import datetime as dt
 import itertools
 import math
+from collections.abc import Iterator
 from contextvars import ContextVar
 from decimal import Decimal
 from pathlib import Path
@@ -56,22 +58,24 @@ Engine = Literal["streaming", "in-memory"]
 _engine: ContextVar[Engine] = ContextVar("profile_engine", default=ENGINE)
 
 
-def _open(path: Path) -> tuple[pl.LazyFrame, Engine]:
+@contextlib.contextmanager
+def opened(path: Path) -> Iterator[pl.LazyFrame]:
+    """The export for `profile_columns` and `duplicate_rows`, read into memory once if
+    small (their queries then run on the in-memory engine), else scanned as they go."""
+    engine: Engine
     if path.stat().st_size <= SMALL_EXPORT_BYTES:
-        return pl.read_parquet(path).lazy(), "in-memory"
-    return pl.scan_parquet(path), ENGINE
-
-
-def profile_columns(path: Path) -> tuple[int, list[ColumnProfile]]:
-    frame, engine = _open(path)
+        frame, engine = pl.read_parquet(path).lazy(), "in-memory"
+    else:
+        frame, engine = pl.scan_parquet(path), ENGINE
     token = _engine.set(engine)
     try:
-        return _profile_columns(frame)
+        yield frame
     finally:
         _engine.reset(token)
 
 
-def _profile_columns(frame: pl.LazyFrame) -> tuple[int, list[ColumnProfile]]:
+def profile_columns(frame: pl.LazyFrame) -> tuple[int, list[ColumnProfile]]:
+    """Row count and column profiles of an export `opened`."""
     schema = list(frame.collect_schema().items())
     if not schema:
         return 0, []
@@ -127,11 +131,11 @@ def _profile_columns(frame: pl.LazyFrame) -> tuple[int, list[ColumnProfile]]:
     return rows, columns
 
 
-def _distinct(frame: pl.LazyFrame, expr: pl.Expr) -> int:
+def _distinct(frame: pl.LazyFrame, expr: pl.Expr, engine: Engine | None = None) -> int:
     # unique() streams with a hash set of the distinct values; n_unique() would first
     # gather the whole column.
     query = frame.select(expr.alias("x")).drop_nulls().unique().select(pl.len())
-    return int(query.collect(engine=_engine.get()).item())
+    return int(query.collect(engine=engine or _engine.get()).item())
 
 
 def preview(path: Path) -> list[dict[str, Any]]:
@@ -139,26 +143,22 @@ def preview(path: Path) -> list[dict[str, Any]]:
     return [{k: json_scalar(v) for k, v in row.items()} for row in head.iter_rows(named=True)]
 
 
-def duplicate_rows(path: Path, rows: int, work: Path) -> int:
-    """Rows equal to an earlier row, exactly: distinct row hashes counted bucket by bucket."""
+def duplicate_rows(frame: pl.LazyFrame, rows: int, work: Path) -> int:
+    """Rows of an export `opened` equal to an earlier row, exactly: distinct row hashes
+    counted bucket by bucket."""
     if rows < 2:
         return 0
     row_hash = pl.struct(pl.all()).hash(seed=0).alias("h")
     if rows <= DUPLICATE_BUCKET:
-        frame, engine = _open(path)
-        token = _engine.set(engine)
-        try:
-            return rows - _distinct(frame, row_hash)
-        finally:
-            _engine.reset(token)
-    frame = pl.scan_parquet(path)
+        return rows - _distinct(frame, row_hash)
     hashes = work / "row-hashes.parquet"
     frame.select(row_hash).sink_parquet(hashes)
     buckets = math.ceil(rows / DUPLICATE_BUCKET)
     scan = pl.scan_parquet(hashes)
     unique = 0
     for b in range(buckets):
-        unique += _distinct(scan.filter(pl.col("h") % buckets == b), pl.col("h"))
+        # Streamed even when the export is small: the hashes of many rows need not be.
+        unique += _distinct(scan.filter(pl.col("h") % buckets == b), pl.col("h"), ENGINE)
     hashes.unlink()
     return rows - unique
 

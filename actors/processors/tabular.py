@@ -19,7 +19,13 @@ from actors.processors.base import FileInfo
 from actors.processors.charts import histogram_svg
 from actors.processors.detect import CSV, NDJSON, PARQUET, TSV
 from actors.processors.dialect import Dialect, readable, sniff
-from actors.processors.profile import DISTINCT_BOUND, duplicate_rows, preview, profile_columns
+from actors.processors.profile import (
+    DISTINCT_BOUND,
+    duplicate_rows,
+    opened,
+    preview,
+    profile_columns,
+)
 from actors.processors.ragged import Skipped, skipped_rows
 from schemas.results import TableResult
 
@@ -81,7 +87,9 @@ def _run(source: Path, info: FileInfo, out: Path, work: Path) -> TableResult:
         frame, extra, fmt = _flat(pl.scan_parquet(source)), {}, "parquet"
     frame.sink_parquet(export, engine=ENGINE, compression=COMPRESSION)
 
-    rows, columns = profile_columns(export)
+    with opened(export) as table:
+        rows, columns = profile_columns(table)
+        duplicates = duplicate_rows(table, rows, work)
     if not columns:
         raise BadFile("no columns")
     pl.scan_parquet(export).sink_csv(out / EXPORT_CSV, engine=ENGINE)
@@ -94,7 +102,7 @@ def _run(source: Path, info: FileInfo, out: Path, work: Path) -> TableResult:
         columns=columns,
         preview=preview(export),
         format=fmt,
-        duplicate_rows=duplicate_rows(export, rows, work),
+        duplicate_rows=duplicates,
         distinct_bound=DISTINCT_BOUND,
         **extra,  # type: ignore[arg-type]
     )

@@ -4,10 +4,10 @@ same Redis (the broker; the task is enqueued, never run here).
 
 Served like the gateway: `uvicorn ops.bench.baseline_app:app` (one process, uvloop,
 httptools, no access log). The broker URL comes from BENCH_BROKER_URL.
-The route is `async def` by default, the enqueue (a Redis round trip) then blocking the
-event loop; `BENCH_BASELINE_HANDLER=sync` makes it a `def`, run in the threadpool as
-FastAPI recommends for blocking calls. On the 2-core machine the `async def` one peaked
-higher (about 1.8x at 64 connections), so it is the baseline measured: the faster one.
+The route is `async def`, the enqueue (a Redis round trip) then blocking the event
+loop. A `def` route, run in the threadpool as FastAPI recommends for blocking calls, was
+tried: on the 2-core machine the `async def` one peaked higher (about 1.8x at 64
+connections), so it is the baseline measured: the faster one.
 """
 
 from __future__ import annotations
@@ -47,16 +47,8 @@ class Queued(BaseModel):
 
 app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
 
-if os.environ.get("BENCH_BASELINE_HANDLER") == "sync":
 
-    @app.post("/v1/uploads", status_code=202)
-    def enqueue(body: UploadBody) -> Queued:
-        result = process_upload.delay(body.model_dump())
-        return Queued(task_id=result.id, status="queued")
-
-else:
-
-    @app.post("/v1/uploads", status_code=202)
-    async def enqueue_async(body: UploadBody) -> Queued:
-        result = process_upload.delay(body.model_dump())
-        return Queued(task_id=result.id, status="queued")
+@app.post("/v1/uploads", status_code=202)
+async def enqueue(body: UploadBody) -> Queued:
+    result = process_upload.delay(body.model_dump())
+    return Queued(task_id=result.id, status="queued")

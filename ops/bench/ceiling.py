@@ -17,16 +17,16 @@ import time
 import uuid
 
 import msgspec
-import nats
+from nats.js import JetStreamContext
 from nats.js.api import PubAck
 
-from actors.publisher import REQUEST_ID_HEADER
+from actors.publisher import event_headers
 from ops.bench.servers import own_cpu_seconds
-from ops.nats_auth import password_of
+from ops.connections import nats_connection
+from ops.logs import configure_logging
 from schemas import subjects
 from schemas.events import Uploaded, new_event
 from schemas.settings import Settings
-from schemas.subjects import inbox_prefix
 
 encoder = msgspec.json.Encoder()
 
@@ -58,25 +58,21 @@ def _message() -> tuple[str, bytes, dict[str, str]]:
         source="gateway",
         correlation_id=uuid.uuid4().hex,
     )
-    headers = {
-        subjects.MSG_ID_HEADER: str(event.id),
-        REQUEST_ID_HEADER: event.correlation_id,
-        "Nats-Expected-Stream": subjects.JOBS_STREAM,
-    }
-    return subjects.job_event(job_id, "uploaded"), encoder.encode(event), headers
+    return subjects.job_event(job_id, "uploaded"), encoder.encode(event), event_headers(event)
 
 
 async def _run(
     settings: Settings, mode: str, in_flight: int, duration: float, warmup: float
 ) -> CeilingFigures:
-    password = password_of(settings, "gateway")
-    nc = await nats.connect(
-        settings.nats_url,
-        user="gateway" if password else None,
-        password=password or None,
-        inbox_prefix=inbox_prefix("gateway"),
-    )
-    js = nc.jetstream(publish_async_max_pending=max(1, in_flight))
+    # The gateway's NATS user, as `complete` publishes.
+    async with nats_connection(settings, name="bench-ceiling", user="gateway") as nc:
+        js = nc.jetstream(publish_async_max_pending=max(1, in_flight))
+        return await _publish(js, mode, in_flight, duration, warmup)
+
+
+async def _publish(
+    js: JetStreamContext, mode: str, in_flight: int, duration: float, warmup: float
+) -> CeilingFigures:
     latencies: list[float] = []
     size = len(_message()[1])
     count = 0
@@ -112,7 +108,6 @@ async def _run(
         await js.publish_async_completed()
         count = counted
     cpu = own_cpu_seconds() - cpu_from
-    await nc.close()
     return CeilingFigures(
         mode=mode,
         in_flight=1 if mode == "sync" else in_flight,
@@ -132,6 +127,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--warmup", type=float, default=2.0)
     args = p.parse_args(argv)
     settings = Settings.from_env(os.environ)
+    # The figures go to stdout: the connection's log lines (if any) to stderr.
+    configure_logging(settings)
     import uvloop
 
     figures = uvloop.run(_run(settings, args.mode, args.in_flight, args.duration, args.warmup))

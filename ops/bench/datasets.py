@@ -10,7 +10,8 @@ CHUNK_ROWS = 500_000
 CATEGORIES = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
 
 
-def _chunk(start: int, rows: int) -> pl.DataFrame:
+def chunk(start: int, rows: int) -> pl.DataFrame:
+    """Rows `start` to `start + rows` of the one endless table every input is cut from."""
     i = pl.int_range(start, start + rows, dtype=pl.Int64, eager=True)
     frame = pl.DataFrame({"i": i})
     h = pl.col("i").hash(seed=7)
@@ -40,7 +41,7 @@ def csv_of_size(target: Path, size: int) -> Path:
     start = 0
     with partial.open("wb") as f:
         while f.tell() < size:
-            _chunk(start, CHUNK_ROWS).write_csv(f, include_header=start == 0)
+            chunk(start, CHUNK_ROWS).write_csv(f, include_header=start == 0)
             start += CHUNK_ROWS
     partial.replace(target)
     return target

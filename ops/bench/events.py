@@ -21,7 +21,7 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck
 from nats.js.errors import NotFoundError
 
-from actors.publisher import REQUEST_ID_HEADER
+from actors.publisher import event_headers
 from schemas import subjects
 from schemas.events import (
     Envelope,
@@ -37,8 +37,6 @@ from schemas.results import ColumnProfile, Histogram, TableResult, TopValue
 EVENTS_PER_JOB = 4
 # Jobs in flight at once: each stage of a wave is published before the next stage.
 WAVE = 256
-# Publishes awaiting their ack (the JetStream context's `publish_async_max_pending`).
-IN_FLIGHT = 4000
 
 _RESULT = TableResult(
     rows=3,
@@ -155,9 +153,10 @@ async def publish(
     *,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[int, float]:
-    """Publishes `count` events (whole jobs) to JOBS with up to `IN_FLIGHT` acks
-    outstanding (the client's own limit holds publishing back); returns (events
-    stored, seconds). A refused publish stops the fill."""
+    """Publishes `count` events (whole jobs) to JOBS with acks outstanding up to the
+    JetStream context's `publish_async_max_pending` (nats-py's default, 4000, holds
+    publishing back); returns (events stored, seconds). A refused publish stops the
+    fill."""
     encoder = msgspec.json.Encoder()
     errors: list[BaseException] = []
     published = 0
@@ -168,15 +167,10 @@ async def publish(
             errors.append(exc)
 
     for event in job_events(count):
-        headers = {
-            subjects.MSG_ID_HEADER: str(event.id),
-            REQUEST_ID_HEADER: event.correlation_id,
-        }
         future = await js.publish_async(
             subjects.job_event(event.job_id, event.type),
             encoder.encode(event),
-            stream=subjects.JOBS_STREAM,
-            headers=headers,
+            headers=event_headers(event),
         )
         future.add_done_callback(settled)
         published += 1
@@ -188,6 +182,14 @@ async def publish(
     if errors:
         raise errors[0]
     return published, time.perf_counter() - started
+
+
+async def fill(js: JetStreamContext, count: int, echo: Callable[[str], None]) -> tuple[int, float]:
+    """`publish`, telling `echo` how it goes; returns (events stored, seconds)."""
+    echo(f"filling JOBS with {count:,} events")
+    published, seconds = await publish(js, count, progress=lambda n: echo(f"  {n:,} published"))
+    echo(f"filled: {published:,} events in {seconds:.1f}s")
+    return published, seconds
 
 
 async def partition_ends(js: JetStreamContext, partitions: int) -> dict[int, int]:

@@ -18,17 +18,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from ops.bench.loadgen import Figures, spawn
 from ops.bench.report import Latency, Report, latency, machine
-from ops.bench.servers import cpu_seconds, server, settings_env
+from ops.bench.servers import cpu_seconds, process_stats, server, settings_env
 from ops.bench.stack import bench_stack
 from schemas.settings import Settings
 
@@ -116,87 +115,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-log", action="store_true", help="print the gateway's log path")
 
 
-def _figures_file(i: int) -> Path:
-    """Where load generator `i` leaves its figures: a file, since the latencies of a
-    long run make more output than is comfortable to pipe."""
-    return Path(tempfile.gettempdir()) / f"conveyor-loadgen-{os.getpid()}-{i}.json"
-
-
-def _loadgen(
-    port: int,
-    mode: str,
-    concurrency: int,
-    args: argparse.Namespace,
-    token: str,
-    *,
-    ids_in: list[Path] | None = None,
-    ids_out: Path | None = None,
-    duration: float | None = None,
-    warmup: float | None = None,
-) -> dict[str, Any]:
-    """Runs the load generator process(es); their figures merged."""
-    processes = max(1, min(args.loadgen_processes, concurrency))
-    shares = [concurrency // processes + (i < concurrency % processes) for i in range(processes)]
-    procs = []
-    for i, share in enumerate(shares):
-        argv = [
-            sys.executable, "-m", "ops.bench.loadgen", "--port", str(port), "--mode", mode,
-            "--concurrency", str(share),
-            "--duration", str(args.duration if duration is None else duration),
-            "--warmup", str(args.warmup if warmup is None else warmup),
-        ]  # fmt: skip
-        if ids_in is not None:
-            argv += ["--ids-in", str(ids_in[i])]
-        if ids_out is not None:
-            argv += ["--ids-out", f"{ids_out}.{i}"]
-        argv += ["--out", str(_figures_file(i))]
-        procs.append(
-            subprocess.Popen(argv, stderr=subprocess.PIPE, env={**os.environ, "BENCH_TOKEN": token})
-        )
-    merged: dict[str, Any] = {
-        "count": 0, "errors": 0, "statuses": {}, "seconds": 0.0, "latencies": [],
-        "cpu_seconds": 0.0,
-    }  # fmt: skip
-    for i, proc in enumerate(procs):
-        _, err = proc.communicate()
-        if proc.returncode:
-            raise RuntimeError(
-                f"load generator {proc.args!r} exited {proc.returncode}: {err.decode()[-2000:]}"
-            )
-        figures = msgspec.json.decode(_figures_file(i).read_bytes())
-        merged["count"] += figures["count"]
-        merged["errors"] += figures["errors"]
-        for k, v in figures["statuses"].items():
-            merged["statuses"][k] = merged["statuses"].get(k, 0) + v
-        merged["seconds"] = max(merged["seconds"], figures["seconds"])
-        merged["latencies"] += figures["latencies"]
-        merged["cpu_seconds"] += figures["cpu_seconds"]
-    if ids_out is not None:
-        with ids_out.open("a") as pool:
-            for i in range(processes):
-                part = Path(f"{ids_out}.{i}")
-                if part.exists():
-                    pool.write(part.read_text())
-                    part.unlink()
-    return merged
-
-
 def _level(
-    target: str, concurrency: int, figures: dict[str, Any], server_cpu: float, **extra: Any
+    target: str, concurrency: int, figures: Figures, server_cpu: float, **extra: Any
 ) -> Level:
-    seconds = figures["seconds"] or 1e-9
+    seconds = figures.seconds or 1e-9
     return Level(
         target=target,
         concurrency=concurrency,
-        requests=figures["count"],
+        requests=figures.count,
         seconds=round(seconds, 2),
-        per_second=round(figures["count"] / seconds, 1),
-        latency_ms=latency(figures["latencies"]),
-        errors=figures["errors"],
-        statuses=figures["statuses"],
-        loadgen_cpu_percent=round(100 * figures["cpu_seconds"] / seconds, 1),
+        per_second=round(figures.count / seconds, 1),
+        latency_ms=latency(figures.latencies),
+        errors=figures.errors,
+        statuses=figures.statuses,
+        loadgen_cpu_percent=round(100 * figures.cpu_seconds / seconds, 1),
         server_cpu_percent=round(100 * server_cpu / seconds, 1),
-        server_cpu_us_per_request=round(1e6 * server_cpu / max(1, figures["count"])),
+        server_cpu_us_per_request=round(1e6 * server_cpu / max(1, figures.count)),
         **extra,
     )
 
@@ -204,28 +138,26 @@ def _level(
 def _busy_processes() -> list[str]:
     """Processes that used 5% of a core or more over one second (not this one)."""
 
-    def sample() -> dict[int, tuple[float, str]]:
-        out: dict[int, tuple[float, str]] = {}
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                name, rest = stat.read_text().rsplit(")", 1)
-                fields = rest.split()
-                cmd = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except (OSError, ValueError, UnicodeDecodeError):
-                continue
-            pid = int(stat.parent.name)
-            out[pid] = (int(fields[11]) + int(fields[12]), cmd.strip() or name.split("(", 1)[-1])
-        return out
-
-    tick = os.sysconf("SC_CLK_TCK")
-    before = sample()
+    before = process_stats()
     time.sleep(1.0)
     busy = []
-    for pid, (cpu, cmd) in sample().items():
-        used = 100 * (cpu - before.get(pid, (cpu, ""))[0]) / tick
+    for pid, stat in process_stats().items():
+        was = before.get(pid)
+        # One started in between is left out: its CPU so far is not all from this second.
+        used = round(100 * (stat.cpu_seconds - was.cpu_seconds), 1) if was else 0.0
         if used >= 5 and pid != os.getpid():
-            busy.append(f"{cmd[:90]} ({used:.0f}%)")
+            busy.append(f"{_command(pid, stat.name)[:90]} ({used:.0f}%)")
     return busy
+
+
+def _command(pid: int, name: str) -> str:
+    """The command line of `pid`, or its name when that cannot be read (a kernel thread
+    has none)."""
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except (OSError, UnicodeDecodeError):
+        return name
+    return cmd.strip() or name
 
 
 def run(settings: Settings, args: argparse.Namespace, echo: Callable[[str], None]) -> GatewayReport:
@@ -243,13 +175,23 @@ def run(settings: Settings, args: argparse.Namespace, echo: Callable[[str], None
         logs = Path(ready.data_dir) / "logs"
         token = issue_token(ready, OWNER)
         gw_port, base_port = free_port(), free_port()
-        # A data folder without the stack's `stack.json`: merged with it, the empty
-        # (unlimited) rate-limit settings would fall back to their defaults.
-        gw = ready.replace(
-            http_port=gw_port,
-            shutdown_grace_seconds=2.0,
-            data_dir=str(Path(ready.data_dir) / "gateway-process"),
-        )
+        gw = ready.replace(http_port=gw_port, shutdown_grace_seconds=2.0)
+
+        def load(
+            port: int,
+            mode: str,
+            concurrency: int,
+            *,
+            ids_in: list[Path] | None = None,
+            ids_out: Path | None = None,
+            duration: float = args.duration,
+            warmup: float = args.warmup,
+        ) -> Figures:
+            return spawn(
+                port, mode, concurrency, token=token, duration=duration, warmup=warmup,
+                processes=args.loadgen_processes, ids_in=ids_in, ids_out=ids_out,
+            )  # fmt: skip
+
         pool = Path(tmp) / "uploads"
         pool.touch()
         used = 0
@@ -289,12 +231,22 @@ def run(settings: Settings, args: argparse.Namespace, echo: Callable[[str], None
                     "--log-level", "warning", "--lifespan", "off",
                 ]  # fmt: skip
                 env = {**settings_env(ready), "BENCH_BROKER_URL": ready.redis_url}
-                base_pid = servers.enter_context(_server_baseline(argv, env, logs, base_port))
+                # The baseline has no probe route of its own: any answer (405 to a GET)
+                # means it serves.
+                base_pid = servers.enter_context(
+                    server(
+                        argv,
+                        env,
+                        logs / "bench-baseline.log",
+                        f"http://127.0.0.1:{base_port}/v1/uploads",
+                        any_status=True,
+                    )
+                ).pid
             complete_rate = 0.0
             for n, c in enumerate(levels_c):
                 if gw_pid:
                     cpu0 = cpu_seconds(gw_pid)
-                    figures = _loadgen(gw_port, "create", c, args, token, ids_out=pool)
+                    figures = load(gw_port, "create", c, ids_out=pool)
                     create = _level("conveyor-create", c, figures, cpu_seconds(gw_pid) - cpu0)
                     levels.append(create)
                     echo(_row(create))
@@ -303,23 +255,23 @@ def run(settings: Settings, args: argparse.Namespace, echo: Callable[[str], None
                     need = 1.5 * window * max(complete_rate, 2 * create.per_second)
                     have = len(pool.read_text().split()) - used
                     if have < need and create.per_second > 0:
-                        _loadgen(
-                            gw_port, "create", max(c, 32), args, token, ids_out=pool,
+                        load(
+                            gw_port, "create", max(c, 32), ids_out=pool,
                             duration=(need - have) / create.per_second, warmup=0.0,
                         )  # fmt: skip
                     files = take(max(1, min(args.loadgen_processes, c)))
                     cpu0 = cpu_seconds(gw_pid)
-                    figures = _loadgen(gw_port, "complete", c, args, token, ids_in=files)
+                    figures = load(gw_port, "complete", c, ids_in=files)
                     complete = _level(
                         "conveyor-complete", c, figures, cpu_seconds(gw_pid) - cpu0,
-                        ran_out_of_uploads=figures["seconds"] < args.duration * 0.99,
+                        ran_out_of_uploads=figures.seconds < args.duration * 0.99,
                     )  # fmt: skip
                     complete_rate = max(complete_rate, complete.per_second)
                     levels.append(complete)
                     echo(_row(complete))
                 if base_pid:
                     cpu0 = cpu_seconds(base_pid)
-                    figures = _loadgen(base_port, "baseline", c, args, token)
+                    figures = load(base_port, "baseline", c)
                     base = _level("baseline", c, figures, cpu_seconds(base_pid) - cpu0)
                     levels.append(base)
                     echo(_row(base))
@@ -353,27 +305,6 @@ def run(settings: Settings, args: argparse.Namespace, echo: Callable[[str], None
     )
     _table(report, echo)
     return report
-
-
-@contextmanager
-def _server_baseline(argv: list[str], env: dict[str, str], logs: Path, port: int) -> Iterator[int]:
-    # The baseline has no probe route of its own: a 422 to an empty POST means it serves.
-    log = logs / "bench-baseline.log"
-    with server(argv, env, log) as proc:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"baseline did not start:\n{log.read_text()[-3000:]}")
-            try:
-                urllib.request.urlopen(
-                    urllib.request.Request(f"http://127.0.0.1:{port}/v1/uploads", method="POST"),
-                    timeout=2,
-                )
-            except urllib.error.HTTPError:
-                break
-            except (urllib.error.URLError, OSError):
-                time.sleep(0.1)
-        yield proc.pid
 
 
 def _ceiling(settings: Settings, mode: str, args: argparse.Namespace) -> Ceiling:

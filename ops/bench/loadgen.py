@@ -4,7 +4,8 @@
 `--concurrency` keep-alive connections each sending one request after the other,
 measures for `--duration` seconds after `--warmup`, and prints one JSON line: the
 count, the latencies (seconds), the statuses, and the CPU seconds this process used,
-so a report can show it was not the bottleneck (or to `--out`).
+so a report can show it was not the bottleneck (or to `--out`). `spawn` runs it from
+a suite.
 
 Requests are pre-built bytes on raw asyncio protocols (uvloop): no HTTP library
 between the socket and the clock.
@@ -15,7 +16,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -98,7 +101,6 @@ class Figures(msgspec.Struct, kw_only=True):
     latencies: list[float]
     cpu_seconds: float
     """User + system CPU of this process over the measured window."""
-    connections: int
 
 
 async def _run(args: argparse.Namespace, ids: list[str], created: list[str]) -> Figures:
@@ -174,7 +176,6 @@ async def _run(args: argparse.Namespace, ids: list[str], created: list[str]) -> 
         seconds=round(seconds, 4),
         latencies=latencies,
         cpu_seconds=round(cpu, 3),
-        connections=len(connections),
     )
 
 
@@ -198,12 +199,9 @@ def main(argv: list[str] | None = None) -> None:
         ids = Path(args.ids_in).read_text().split()
         ids.reverse()  # pop() from the end takes them in file order
     created: list[str] = []
-    try:
-        import uvloop
+    import uvloop
 
-        figures = uvloop.run(_run(args, ids, created))
-    except ImportError:  # pragma: no cover - uvloop is absent on Windows only
-        figures = asyncio.run(_run(args, ids, created))
+    figures = uvloop.run(_run(args, ids, created))
     if args.ids_out:
         with open(args.ids_out, "a") as out:
             out.write("".join(f"{i}\n" for i in created))
@@ -213,6 +211,71 @@ def main(argv: list[str] | None = None) -> None:
     else:
         sys.stdout.buffer.write(encoded)
         sys.stdout.buffer.flush()
+
+
+def _figures_file(i: int) -> Path:
+    """Where load generator `i` leaves its figures: a file, since the latencies of a
+    long run make more output than is comfortable to pipe."""
+    return Path(tempfile.gettempdir()) / f"conveyor-loadgen-{os.getpid()}-{i}.json"
+
+
+def spawn(
+    port: int,
+    mode: str,
+    concurrency: int,
+    *,
+    token: str,
+    duration: float,
+    warmup: float,
+    processes: int = 1,
+    ids_in: list[Path] | None = None,
+    ids_out: Path | None = None,
+) -> Figures:
+    """Runs the load generator as up to `processes` processes sharing `concurrency`
+    connections, until they end; their figures merged. `ids_in`: one file per process;
+    `ids_out`: where the created upload ids are appended."""
+    processes = max(1, min(processes, concurrency))
+    shares = [concurrency // processes + (i < concurrency % processes) for i in range(processes)]
+    procs = []
+    for i, share in enumerate(shares):
+        argv = [
+            sys.executable, "-m", "ops.bench.loadgen", "--port", str(port), "--mode", mode,
+            "--concurrency", str(share), "--duration", str(duration), "--warmup", str(warmup),
+        ]  # fmt: skip
+        if ids_in is not None:
+            argv += ["--ids-in", str(ids_in[i])]
+        if ids_out is not None:
+            argv += ["--ids-out", f"{ids_out}.{i}"]
+        argv += ["--out", str(_figures_file(i))]
+        # The token by the environment: kept out of the process list.
+        procs.append(
+            subprocess.Popen(argv, stderr=subprocess.PIPE, env={**os.environ, "BENCH_TOKEN": token})
+        )
+    merged = Figures(count=0, errors=0, statuses={}, seconds=0.0, latencies=[], cpu_seconds=0.0)
+    for i, proc in enumerate(procs):
+        _, err = proc.communicate()
+        if proc.returncode:
+            raise RuntimeError(
+                f"load generator {proc.args!r} exited {proc.returncode}: {err.decode()[-2000:]}"
+            )
+        figures = msgspec.json.decode(_figures_file(i).read_bytes(), type=Figures)
+        _figures_file(i).unlink()
+        merged.count += figures.count
+        merged.errors += figures.errors
+        for k, v in figures.statuses.items():
+            merged.statuses[k] = merged.statuses.get(k, 0) + v
+        # The processes run side by side: the longest one is the window.
+        merged.seconds = max(merged.seconds, figures.seconds)
+        merged.latencies += figures.latencies
+        merged.cpu_seconds += figures.cpu_seconds
+    if ids_out is not None:
+        with ids_out.open("a") as pool:
+            for i in range(processes):
+                part = Path(f"{ids_out}.{i}")
+                if part.exists():
+                    pool.write(part.read_text())
+                    part.unlink()
+    return merged
 
 
 if __name__ == "__main__":

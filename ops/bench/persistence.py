@@ -88,12 +88,9 @@ async def _bench(
 
     async with nats_connection(settings, name="conveyor-bench", user="ops") as nc:
         js = nc.jetstream()
-        echo(f"filling JOBS with {count:,} events")
-        published, fill_seconds = await events.publish(
-            js, count, progress=lambda n: echo(f"  {n:,} published")
-        )
+        published, fill_seconds = await events.fill(js, count, echo)
         ends = await events.partition_ends(js, settings.partitions)
-    echo(f"filled: {published:,} events in {fill_seconds:.1f}s; applying with persistence")
+    echo("applying with persistence")
     warm_at = int(published * warmup)
     side, total = await _persistence(settings, published, warm_at, ends)
     async with postgres_pool(settings, size=2) as pool:

@@ -37,7 +37,7 @@ from typing import Any, cast
 import msgspec
 
 from ops.bench.report import Latency, Report, latency, machine
-from ops.bench.servers import cpu_seconds, server, settings_env
+from ops.bench.servers import cpu_seconds, server, settings_env, wait_http
 from schemas.settings import Settings
 
 
@@ -168,10 +168,14 @@ def _processes(
 
 
 async def _closed_loop(
-    in_flight: int, window: Window, one_job: Callable[[], Any], echo: Callable[[str], None]
-) -> None:
-    """`in_flight` workers each running `one_job` (-> (finished, seconds, ok)) until the
-    window closes."""
+    in_flight: int,
+    window: Window,
+    procs: dict[str, subprocess.Popen[bytes]],
+    one_job: Callable[[], Any],
+    echo: Callable[[str], None],
+) -> dict[str, float]:
+    """Opens `window` and runs `in_flight` workers, each running `one_job` (-> (finished,
+    seconds, ok)) until it closes; returns the CPU seconds `procs` spent inside it."""
 
     async def worker() -> None:
         while time.monotonic() < window.end:
@@ -183,7 +187,10 @@ async def _closed_loop(
                 await asyncio.sleep(0.1)
             window.record(finished, seconds, ok)
 
+    window.open()
+    cpu = asyncio.create_task(_cpu_in_window(window, procs))
     await asyncio.gather(*(worker() for _ in range(in_flight)))
+    return await cpu
 
 
 # -- Conveyor --------------------------------------------------------------------------
@@ -218,13 +225,9 @@ async def _conveyor(
     import asyncpg
 
     from gateway.auth import issue_token
-    from ops.bench.stack import UNLIMITED
     from ops.stack import free_port
 
-    # `bench_stack` turns the limits off with empty values, which a process reading its
-    # environment over a stack's env file does not see: give it budgets never spent.
-    unlimited = {name: "1000000000/minute" for name in UNLIMITED}
-    settings = settings.replace(http_port=free_port(), **unlimited)
+    settings = settings.replace(http_port=free_port())
     url = f"http://{settings.http_host}:{settings.http_port}"
     commands = {
         name: [sys.executable, "-m", "ops", *command]
@@ -236,70 +239,57 @@ async def _conveyor(
     window = Window(args.warmup, args.seconds)
     connector = aiohttp.TCPConnector(limit=0)
     with _processes(commands, settings_env(settings), logs) as procs:
+        # A blocking probe (urllib): in a thread, off the event loop.
+        await asyncio.to_thread(wait_http, f"{url}/ready", procs["gateway"], logs / "gateway.log")
         async with (
             aiohttp.ClientSession(url, headers=headers, connector=connector) as api,
             aiohttp.ClientSession() as s3,
             asyncpg.create_pool(settings.database_url, min_size=1, max_size=4) as db,
+            _relay(settings, waiting),
         ):
-            await _await_ready(api)
-            async with _relay(settings, waiting):
 
-                async def one_job() -> tuple[float, float, bool]:
-                    body = {
-                        "filename": "small.csv",
-                        "content_type": "text/csv",
-                        "size": len(content),
-                    }
-                    async with api.post("/v1/uploads", json=body) as r:
-                        assert r.status == 201, await r.text()
-                        ticket = await r.json()
-                    async with s3.put(ticket["url"], data=content, headers=ticket["headers"]) as r:
-                        assert r.status == 200, await r.text()
-                    job_id = ticket["job_id"]
-                    ended = waiting[job_id] = asyncio.get_running_loop().create_future()
-                    try:
-                        async with api.post(f"/v1/uploads/{ticket['upload_id']}/complete") as r:
-                            assert r.status == 202, await r.text()
-                            await r.read()
-                        started = time.monotonic()
-                        await asyncio.wait_for(ended, JOB_TIMEOUT)
-                    finally:
-                        waiting.pop(job_id, None)
-                    # Ended in the stream; persistence may not have applied it yet. Wait
-                    # for that in Postgres (polling the gateway as often would load it
-                    # more than the jobs do), then the figure is taken when GET shows it.
-                    ended_as = JOB_ENDINGS[await ended]
-                    while await db.fetchval(STATUS, uuid.UUID(job_id)) != ended_as:  # noqa: ASYNC110
-                        await asyncio.sleep(POLL_SECONDS)
-                    while True:
-                        async with api.get(f"/v1/jobs/{job_id}") as r:
-                            status = (await r.json())["status"] if r.status == 200 else None
-                        if status in JOB_ENDINGS.values():
-                            finished = time.monotonic()
-                            return finished, finished - started, status == "succeeded"
-                        await asyncio.sleep(POLL_SECONDS)
+            async def one_job() -> tuple[float, float, bool]:
+                body = {
+                    "filename": "small.csv",
+                    "content_type": "text/csv",
+                    "size": len(content),
+                }
+                async with api.post("/v1/uploads", json=body) as r:
+                    assert r.status == 201, await r.text()
+                    ticket = await r.json()
+                async with s3.put(ticket["url"], data=content, headers=ticket["headers"]) as r:
+                    assert r.status == 200, await r.text()
+                job_id = ticket["job_id"]
+                ended = waiting[job_id] = asyncio.get_running_loop().create_future()
+                try:
+                    async with api.post(f"/v1/uploads/{ticket['upload_id']}/complete") as r:
+                        assert r.status == 202, await r.text()
+                        await r.read()
+                    started = time.monotonic()
+                    await asyncio.wait_for(ended, JOB_TIMEOUT)
+                finally:
+                    waiting.pop(job_id, None)
+                # Ended in the stream; persistence may not have applied it yet. Wait
+                # for that in Postgres (polling the gateway as often would load it
+                # more than the jobs do), then the figure is taken when GET shows it.
+                ended_as = JOB_ENDINGS[await ended]
+                while await db.fetchval(STATUS, uuid.UUID(job_id)) != ended_as:  # noqa: ASYNC110
+                    await asyncio.sleep(POLL_SECONDS)
+                while True:
+                    async with api.get(f"/v1/jobs/{job_id}") as r:
+                        status = (await r.json())["status"] if r.status == 200 else None
+                    if status in JOB_ENDINGS.values():
+                        finished = time.monotonic()
+                        return finished, finished - started, status == "succeeded"
+                    await asyncio.sleep(POLL_SECONDS)
 
-                window.open()
-                cpu = asyncio.create_task(_cpu_in_window(window, procs))
-                await _closed_loop(args.in_flight, window, one_job, echo)
-                spent = await cpu
+            spent = await _closed_loop(args.in_flight, window, procs, one_job, echo)
     return window.side(
         "conveyor",
         f"gateway, upload, processing x{args.processing}, persistence, notification",
         args.in_flight,
         spent,
     )
-
-
-async def _await_ready(api: Any) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):
-            async with api.get("/ready") as r:
-                if r.status == 200:
-                    return
-        await asyncio.sleep(0.1)
-    raise RuntimeError("the gateway was not ready in 60 s (see .../logs/bench/)")
 
 
 # -- Celery ----------------------------------------------------------------------------
@@ -382,10 +372,7 @@ async def _celery(
                     finished = time.monotonic()
                     return finished, finished - started, True
 
-                window.open()
-                cpu = asyncio.create_task(_cpu_in_window(window, procs))
-                await _closed_loop(args.in_flight, window, one_job, echo)
-                spent = await cpu
+                spent = await _closed_loop(args.in_flight, window, procs, one_job, echo)
     finally:
         listener.cancel()
         with contextlib.suppress(BaseException):
@@ -413,12 +400,12 @@ async def _celery_ready(app: Any) -> None:
 
 
 def _small_csv(folder: Path, rows: int) -> bytes:
-    from ops.bench.datasets import _chunk
+    from ops.bench.datasets import chunk
 
     path = folder / f"pipeline-{rows}-rows.csv"
     if not path.exists():
         folder.mkdir(parents=True, exist_ok=True)
-        _chunk(0, rows).write_csv(path)
+        chunk(0, rows).write_csv(path)
     return path.read_bytes()
 
 

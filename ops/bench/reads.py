@@ -7,20 +7,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
 
+from ops.bench.loadgen import spawn
 from ops.bench.report import Latency, Report, latency, machine
 from ops.bench.servers import cpu_seconds, server, settings_env
 from ops.bench.stack import bench_stack
 from ops.stack import free_port
+from schemas.api import ENDED_STATUSES
 from schemas.settings import Settings
-
-ENDED = frozenset({"succeeded", "failed", "rejected"})
 
 
 class Side(msgspec.Struct, frozen=True, kw_only=True):
@@ -84,7 +83,7 @@ async def _make_jobs(url: str, token: str, count: int) -> list[str]:
                 raise RuntimeError(f"{len(waiting)} jobs did not end in 300 s")
             for job_id in list(waiting):
                 job = (await api.get(f"/v1/jobs/{job_id}")).json()
-                if job.get("status") in ENDED:
+                if job.get("status") in ENDED_STATUSES:
                     waiting.discard(job_id)
             await asyncio.sleep(0.2)
     return ids
@@ -123,31 +122,23 @@ def _measure(
         if cache == "warm":
             asyncio.run(_read_all(url, token, ids))
         before = cpu_seconds(proc.pid)
-        done = subprocess.run(
-            [
-                sys.executable,
-                *("-m", "ops.bench.loadgen", "--mode", "read"),
-                *("--port", str(port), "--ids-in", str(ids_file)),
-                *("--concurrency", str(args.concurrency), "--token", token),
-                *("--duration", str(args.seconds), "--warmup", str(args.warmup)),
-            ],
-            check=True,
-            capture_output=True,
-        )
+        figures = spawn(
+            port, "read", args.concurrency, token=token, duration=args.seconds,
+            warmup=args.warmup, ids_in=[ids_file],
+        )  # fmt: skip
         # The gateway's CPU over warm-up and measurement: its share of one core.
         gateway_cpu = (cpu_seconds(proc.pid) - before) / (args.seconds + args.warmup)
-    figures = msgspec.json.decode(done.stdout)
-    seconds = figures["seconds"] or 1.0
+    seconds = figures.seconds or 1.0
     return Side(
         cache=cache,
         concurrency=args.concurrency,
-        requests=figures["count"],
-        errors=figures["errors"],
+        requests=figures.count,
+        errors=figures.errors,
         seconds=round(seconds, 2),
-        requests_per_s=round(figures["count"] / seconds, 1),
-        latency_ms=latency(figures["latencies"]),
+        requests_per_s=round(figures.count / seconds, 1),
+        latency_ms=latency(figures.latencies),
         gateway_cpu_share=round(gateway_cpu, 2),
-        loadgen_cpu_share=round(figures["cpu_seconds"] / seconds, 2),
+        loadgen_cpu_share=round(figures.cpu_seconds / seconds, 2),
     )
 
 

@@ -87,11 +87,7 @@ async def _bench(settings: Settings, count: int, echo: Callable[[str], None]) ->
         postgres_pool(settings, size=2) as pool,
     ):
         js = nc.jetstream()
-        echo(f"filling JOBS with {count:,} events")
-        published, fill_seconds = await events.publish(
-            js, count, progress=lambda n: echo(f"  {n:,} published")
-        )
-        echo(f"filled: {published:,} events in {fill_seconds:.1f}s")
+        published, fill_seconds = await events.fill(js, count, echo)
         actor = PersistenceActor(pool, refused(js, Publisher(js)))
 
         async def rebuild(label: str) -> Rebuild:

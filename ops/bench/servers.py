@@ -12,6 +12,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 from ops.stack import _die_with_parent
 from schemas.settings import Settings, env_name
@@ -28,8 +29,16 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
     return env
 
 
-def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
-    """Until `url` answers 200; fails with the log's tail when the process exits."""
+def wait_http(
+    url: str,
+    proc: subprocess.Popen[bytes],
+    log: Path,
+    timeout: float = 60,
+    *,
+    any_status: bool = False,
+) -> None:
+    """Until `url` answers 200 (any HTTP status, with `any_status`); fails with the log's
+    tail when the process exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -38,8 +47,12 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float
             )
         try:
             with urllib.request.urlopen(url, timeout=2) as answer:
-                if answer.status == 200:
+                if answer.status == 200 or any_status:
                     return
+        except urllib.error.HTTPError:
+            # An error status is still an answer: the process serves.
+            if any_status:
+                return
         except (urllib.error.URLError, OSError):
             pass
         time.sleep(0.1)
@@ -48,9 +61,15 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float
 
 @contextmanager
 def server(
-    argv: list[str], env: dict[str, str], log: Path, probe: str | None = None
+    argv: list[str],
+    env: dict[str, str],
+    log: Path,
+    probe: str | None = None,
+    *,
+    any_status: bool = False,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """A process (ready once `probe` answers 200, if given); SIGTERM, then SIGKILL, after."""
+    """A process (ready once `probe` answers, see `wait_http`, if given); SIGTERM, then
+    SIGKILL, after."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         proc = subprocess.Popen(
@@ -58,7 +77,7 @@ def server(
         )
     try:
         if probe is not None:
-            wait_http(probe, proc, log)
+            wait_http(probe, proc, log, any_status=any_status)
         yield proc
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -69,24 +88,44 @@ def server(
             proc.wait()
 
 
+class ProcessStat(NamedTuple):
+    name: str
+    """The command name (`comm`, at most 15 characters)."""
+    parent: int
+    cpu_seconds: float
+    """User + system, so far."""
+
+
+def process_stats() -> dict[int, ProcessStat]:
+    """Every process alive now, by pid, from `/proc/<pid>/stat`."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, ProcessStat] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # The name may hold spaces and parentheses: it ends at the last ")".
+            head, _, rest = stat.read_text().rpartition(")")
+            fields = rest.split()
+            # After the name: state, ppid, ... utime (12th), stime (13th).
+            stats[int(stat.parent.name)] = ProcessStat(
+                name=head.partition("(")[2],
+                parent=int(fields[1]),
+                cpu_seconds=(int(fields[11]) + int(fields[12])) / tick,
+            )
+        except (OSError, ValueError, IndexError):
+            # Gone between the listing and the read.
+            continue
+    return stats
+
+
 def cpu_seconds(root: int) -> float:
     """User + system CPU seconds of process `root` and every descendant alive now."""
-    tick = os.sysconf("SC_CLK_TCK")
-    stats: dict[int, tuple[int, float]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        # After the command: state, ppid, ... utime (12th), stime (13th).
-        stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    stats = process_stats()
     total, todo = 0.0, [root]
     while todo:
         pid = todo.pop()
-        total += stats.get(pid, (0, 0.0))[1]
-        todo += [child for child, (parent, _) in stats.items() if parent == pid]
+        if pid in stats:
+            total += stats[pid].cpu_seconds
+        todo += [child for child, stat in stats.items() if stat.parent == pid]
     return total
 
 

@@ -17,7 +17,6 @@ import contextlib
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -37,9 +36,10 @@ from ops.processes import provision
 from ops.secrets import with_dev_secrets
 from ops.stack import EmbeddedStack, _die_with_parent, free_port
 from schemas import subjects
+from schemas.api import ENDED_STATUSES
 from schemas.settings import Settings
+from tests.waits import eventually
 
-TERMINAL = ("succeeded", "failed", "rejected")
 PROCESSES = {
     "gateway": ["gateway", "--no-provision"],
     "upload-1": ["actor", "upload", "--no-provision"],
@@ -98,16 +98,17 @@ class Cluster:
 
 
 async def wait_ready(c: Cluster, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
     async with httpx.AsyncClient(base_url=c.url, timeout=2) as client:
-        while time.monotonic() < deadline:
+
+        async def ready() -> bool:
+            # A process that died will not come up: fail now, with its log's end.
             dead = [n for n, p in c.procs.items() if p.poll() is not None]
             assert not dead, {n: c.log(n)[-2000:] for n in dead}
             with contextlib.suppress(httpx.TransportError):
-                if (await client.get("/ready")).status_code == 200:
-                    return
-            await asyncio.sleep(0.1)
-    raise AssertionError("fault cluster not ready")
+                return (await client.get("/ready")).status_code == 200
+            return False
+
+        await eventually(ready, within=timeout, what="fault cluster ready")
 
 
 async def partitions_of(c: Cluster) -> dict[str, set[int]]:
@@ -225,19 +226,24 @@ async def reconcile(
     """Wait until every accepted job is terminal; check none is missing or doubled."""
     assert load.accepted, "the load was refused entirely"
     wanted = [uuid.UUID(j) for j in load.accepted]
-    deadline = time.monotonic() + timeout
     done = None  # unknown until Postgres first answers
-    while True:
+
+    async def all_done() -> bool:
+        nonlocal done
+        # Postgres may be down (an outage test): not yet, rather than a failure.
         with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             done = await pool.fetchval(
                 "SELECT count(*) FROM jobs WHERE job_id = ANY($1) AND status = ANY($2)",
                 wanted,
-                list(TERMINAL),
+                list(ENDED_STATUSES),
             )
-            if done == len(wanted):
-                break
-        assert time.monotonic() < deadline, f"{done}/{len(wanted)} jobs terminal"
-        await asyncio.sleep(0.25)
+        return done == len(wanted)
+
+    try:
+        await eventually(all_done, within=timeout, what="every accepted job terminal")
+    except AssertionError:
+        # How far it got, which the deadline's own message can not know.
+        raise AssertionError(f"{done}/{len(wanted)} jobs terminal after {timeout}s") from None
     rows = await pool.fetch("SELECT job_id, status FROM jobs WHERE owner = $1", load.owner)
     statuses = {str(r["job_id"]): r["status"] for r in rows}
     lost = set(load.accepted) - set(statuses)
@@ -251,7 +257,7 @@ async def reconcile(
         f"\n[{load.name or load.owner}] requests sent {load.sent}, 2xx {load.ok},"
         f" jobs accepted {len(load.accepted)},"
         f" refused {load.refused or 0}, transport errors {load.errors} {load.error_kinds or ''},"
-        f" jobs completed {sum(1 for j in load.accepted if statuses.get(j) in TERMINAL)},"
+        f" jobs completed {sum(1 for j in load.accepted if statuses.get(j) in ENDED_STATUSES)},"
         f" duplicates {len(doubled)}, lost {len(lost)}"
     )
     # None missing; a job may exist that the client never heard about (an answer lost

@@ -112,27 +112,21 @@ async def reaches_jobs(a: As, subject: str) -> None:
     a.assert_clean()
 
 
-async def first_seqs(provisioned: Settings) -> dict[str, int]:
-    ops = await connect_as(provisioned, "ops")
-    try:
-        js = ops.jetstream()
-        return {
-            name: (await js.stream_info(name)).state.first_seq
-            for name in (JOBS, subjects.DEAD_LETTER_STREAM)
-        }
-    finally:
-        await ops.close()
+async def first_seqs(ops: NATS) -> dict[str, int]:
+    """Each stream's first sequence, as `ops` (the `nc` fixture) sees it."""
+    js = ops.jetstream()
+    return {
+        name: (await js.stream_info(name)).state.first_seq
+        for name in (JOBS, subjects.DEAD_LETTER_STREAM)
+    }
 
 
-async def durable_untouched(provisioned: Settings) -> None:
-    ops = await connect_as(provisioned, "ops")
-    try:
-        for name, wanted in subjects.CONSUMER_FILTERS.items():
-            info = await ops.jetstream().consumer_info(JOBS, name)
-            assert info.config.filter_subject == wanted
-            assert info.config.durable_name == name
-    finally:
-        await ops.close()
+async def durable_untouched(ops: NATS) -> None:
+    """Every durable consumer still as provisioned, as `ops` (the `nc` fixture) sees it."""
+    for name, wanted in subjects.CONSUMER_FILTERS.items():
+        info = await ops.jetstream().consumer_info(JOBS, name)
+        assert info.config.filter_subject == wanted
+        assert info.config.durable_name == name
 
 
 # -- the configuration --------------------------------------------------------
@@ -215,10 +209,10 @@ async def test_nobody_reads_the_shared_inbox_or_another_users(
 
 @pytest.mark.parametrize("user", OTHERS)
 async def test_only_ops_deletes_or_purges(
-    user: nats_auth.User, login: Callable[[nats_auth.User], Awaitable[As]], provisioned: Settings
+    user: nats_auth.User, login: Callable[[nats_auth.User], Awaitable[As]], nc: NATS
 ) -> None:
     a = await login(user)
-    before = await first_seqs(provisioned)
+    before = await first_seqs(nc)
     for subject in (
         f"{API}.STREAM.DELETE.{JOBS}",
         f"{API}.STREAM.PURGE.{JOBS}",
@@ -232,21 +226,17 @@ async def test_only_ops_deletes_or_purges(
         f"{API}.CONSUMER.CREATE.{JOBS}",
     ):
         await a.refused_publish(subject)
-    info = await connect_as(provisioned, "ops")
-    try:
-        assert (await info.jetstream().stream_info(JOBS)).config.name == JOBS
-    finally:
-        await info.close()
+    assert (await nc.jetstream().stream_info(JOBS)).config.name == JOBS
     # Nothing purged or deleted (either moves a stream's first sequence), no durable changed.
-    assert await first_seqs(provisioned) == before
-    await durable_untouched(provisioned)
+    assert await first_seqs(nc) == before
+    await durable_untouched(nc)
 
 
 # -- each user ----------------------------------------------------------------
 
 
 async def test_gateway(
-    login: Callable[[nats_auth.User], Awaitable[As]], provisioned: Settings
+    login: Callable[[nats_auth.User], Awaitable[As]], provisioned: Settings, nc: NATS
 ) -> None:
     a = await login("gateway")
     js = a.nc.jetstream()
@@ -282,7 +272,7 @@ async def test_gateway(
     await a.refused_publish(f"{API}.CONSUMER.INFO.{JOBS}.some-ephemeral")
     # No consumers at all: one with a deliver subject would publish wherever it says.
     await a.refused_publish(f"{API}.CONSUMER.CREATE.{JOBS}.mine.{subjects.STORED_JOBS}")
-    await durable_untouched(provisioned)
+    await durable_untouched(nc)
 
 
 async def test_upload_actor(login: Callable[[nats_auth.User], Awaitable[As]]) -> None:
@@ -320,7 +310,7 @@ async def test_processing_actor(login: Callable[[nats_auth.User], Awaitable[As]]
 
 
 async def test_persistence_actor(
-    login: Callable[[nats_auth.User], Awaitable[As]], provisioned: Settings
+    login: Callable[[nats_auth.User], Awaitable[As]], nc: NATS
 ) -> None:
     a = await login("persistence")
     js = a.nc.jetstream()
@@ -352,7 +342,7 @@ async def test_persistence_actor(
     create = f"{API}.CONSUMER.CREATE.{JOBS}.{durable}.{subjects.stored_partition(0)}"
     body = {"stream_name": JOBS, "config": {"name": durable, "ack_policy": "explicit"}}
     await a.refused_publish(create, json.dumps(body).encode())
-    await durable_untouched(provisioned)
+    await durable_untouched(nc)
     await a.refused_publish(job_event_subject("processed"))
     await a.refused_publish(job_event_subject("uploaded"))
     await a.refused_publish(subjects.notify_job(uuid.uuid4(), "processed"))
@@ -385,7 +375,7 @@ async def test_notification_actor(login: Callable[[nats_auth.User], Awaitable[As
 async def test_subscriber_reads_and_nothing_else(
     login: Callable[[nats_auth.User], Awaitable[As]],
     api: Api,
-    provisioned: Settings,
+    nc: NATS,
 ) -> None:
     ticket, _ = await api.submit(b"a,b\n1,2\n")
     job_id = ticket["job_id"]
@@ -423,7 +413,7 @@ async def test_subscriber_reads_and_nothing_else(
     create = f"{API}.CONSUMER.CREATE.{JOBS}.{durable}.{subjects.stored_job_events(job_id)}"
     await a.refused_publish(create)
     await a.refused_publish(f"{API}.CONSUMER.CREATE.{JOBS}.{durable}")
-    await durable_untouched(provisioned)
+    await durable_untouched(nc)
 
 
 async def test_ops_administers(login: Callable[[nats_auth.User], Awaitable[As]]) -> None:

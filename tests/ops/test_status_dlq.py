@@ -47,6 +47,9 @@ async def test_status_reports_streams_consumers_and_lag(
             return status if all(p.lag == 0 for p in status.persistence) else None
 
         status = await wait_for_value(caught_up, within=20, what="persistence lag 0")
+    # The lag probes are deleted once read, not left for the server to expire.
+    consumers = await nc.jetstream().consumers_info(subjects.JOBS_STREAM)
+    assert [c.name for c in consumers if c.name.startswith("status-")] == []
     jobs = status.streams[0]
     assert jobs.name == "JOBS"
     assert jobs.messages >= 4
