@@ -7,7 +7,6 @@ from typing import Any
 
 import msgspec
 import structlog
-from nats.aio.client import Client as NATS
 from nats.errors import ConnectionClosedError, MaxPayloadError, NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
@@ -15,6 +14,7 @@ from nats.js.api import Header, PubAck
 from nats.js.errors import APIError, NoStreamResponseError
 
 from actors.errors import PermanentError, TransientError
+from actors.inbox import Inbox
 from schemas import subjects
 from schemas.events import Envelope
 
@@ -35,13 +35,13 @@ _ack_decoder = msgspec.json.Decoder(_Ack)
 
 
 async def publish_acked(
-    nc: NATS, subject: str, payload: bytes, *, headers: dict[str, str], ack_wait: float
+    inbox: Inbox, subject: str, payload: bytes, *, headers: dict[str, str], ack_wait: float
 ) -> PubAck:
     """`JetStreamContext.publish`, answered the same way (a `PubAck`, or its errors),
     with the ack decoded by msgspec: nats-py's `json.loads` and dataclass building
     were a visible share of a gateway write's CPU."""
     try:
-        msg = await nc.request(subject, payload, timeout=ack_wait, headers=headers)
+        msg = await inbox.request(subject, payload, wait=ack_wait, headers=headers)
     except NoRespondersError:
         raise NoStreamResponseError from None
     ack = _ack_decoder.decode(msg.data)
@@ -67,9 +67,17 @@ class Publisher:
     attempt was in fact stored, the stream's duplicate window drops the second.
     """
 
-    def __init__(self, js: JetStreamContext, *, timeout: float = 5.0, attempts: int = 3) -> None:
-        # Publishes through the connection itself (see `publish_acked`).
-        self._nc: NATS = js._nc
+    def __init__(
+        self,
+        js: JetStreamContext,
+        *,
+        inbox: Inbox | None = None,
+        timeout: float = 5.0,
+        attempts: int = 3,
+    ) -> None:
+        # Publishes through the connection itself (see `publish_acked`); the gateway
+        # hands in the inbox its other JetStream requests use.
+        self._inbox = inbox or Inbox(js._nc)
         self._timeout = timeout
         self._attempts = attempts
         self._encoder = msgspec.json.Encoder()
@@ -81,7 +89,7 @@ class Publisher:
         for attempt in range(1, self._attempts + 1):
             try:
                 return await publish_acked(
-                    self._nc, subject, payload, headers=headers, ack_wait=self._timeout
+                    self._inbox, subject, payload, headers=headers, ack_wait=self._timeout
                 )
             except (NatsTimeoutError, NoStreamResponseError, NoRespondersError) as exc:
                 log.warning("publish not acknowledged", subject=subject, attempt=attempt)

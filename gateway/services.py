@@ -12,6 +12,7 @@ from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 from redis.asyncio import Redis
 
+from actors.inbox import Inbox
 from actors.publisher import Publisher
 from gateway.auth import TokenVerifier
 from gateway.cache import JobCache
@@ -41,6 +42,8 @@ class Services:
     js: JetStreamContext
     idempotency: KeyValue
     publisher: Publisher
+    # JetStream requests of the handlers (KV reads and writes); the publisher's too.
+    inbox: Inbox
     pool: PgPool
     redis: Redis
     s3: S3Client
@@ -50,4 +53,4 @@ class Services:
     job_cache: JobCache
     presigner: Presigner
     # Uploads this process created in the last minute (see gateway.uploads).
-    recent_uploads: TTLCache[str, tuple[UploadRecord, int]]
+    recent_uploads: TTLCache[str, UploadRecord]

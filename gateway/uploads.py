@@ -5,7 +5,6 @@ Both answer only after JetStream acknowledged what they stored.
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,7 +13,7 @@ import msgspec
 from cachetools import TTLCache
 from litestar import Request, post
 from nats.js.api import DEFAULT_PREFIX, Header
-from nats.js.errors import APIError, KeyWrongLastSequenceError
+from nats.js.errors import APIError
 
 from actors.publisher import publish_acked
 from gateway.errors import NotFound, PayloadTooLarge, Unavailable
@@ -31,6 +30,23 @@ from schemas.keys import upload_key
 # The `uploaded` event of an upload always has this id, so completing twice
 # (or a retried publish) is dropped by the stream's duplicate window.
 _UPLOADED_NAMESPACE = uuid.UUID("0d7bbf0b-64d4-4e3c-8d0e-5a1f6f2b7c31")
+
+
+def uploaded_event_id(upload_id: uuid.UUID) -> uuid.UUID:
+    return uuid.uuid5(_UPLOADED_NAMESPACE, str(upload_id))
+
+
+def uploaded_data(record: UploadRecord) -> Uploaded:
+    """What the `uploaded` event of `record` says."""
+    return Uploaded(
+        upload_id=record.upload_id,
+        filename=record.filename,
+        content_type=record.content_type,
+        size=record.size,
+        key=record.key,
+    )
+
+
 _record_decoder = msgspec.json.Decoder(UploadRecord)
 
 # The uploads bucket, read and written with the JetStream API directly: nats-py's
@@ -38,20 +54,22 @@ _record_decoder = msgspec.json.Decoder(UploadRecord)
 # about as much as the round trip itself.
 _KV_STREAM = f"{subjects.KV_STREAM_PREFIX}{subjects.UPLOADS_BUCKET}"
 _KV_SUBJECT = f"{subjects.KV_PREFIX}.{subjects.UPLOADS_BUCKET}."
-_GET_LAST = f"{DEFAULT_PREFIX}.STREAM.MSG.GET.{_KV_STREAM}"
+_MSG_GET = f"{DEFAULT_PREFIX}.STREAM.MSG.GET."
 _TIMEOUT = 5.0
-# Revision conflicts (JSStreamWrongLastSequenceErrF, ...ConstantErr), as in nats-py.
-_WRONG_LAST = (10071, 10164)
 
 
 # Uploads this process created lately, so that `complete` (usually a few seconds after
-# `create`, on the same keep-alive connection) skips the KV read. Safe for half of JOBS'
-# duplicate window (120 s, ops.provision): if another process completed the upload
-# meanwhile, our publish of the same event id is dropped by the stream, which answers
-# the first sequence, and our revision-checked write loses, as it should.
-def recent_uploads() -> TTLCache[str, tuple[UploadRecord, int]]:
-    """upload id -> (record, revision), for `Services.recent_uploads`."""
+# `create`, on the same keep-alive connection) skips the KV read. The record never
+# changes once created: a cached one is as good as a read one.
+def recent_uploads() -> TTLCache[str, UploadRecord]:
+    """upload id -> record, for `Services.recent_uploads`."""
     return TTLCache(maxsize=10_000, ttl=60.0)
+
+
+# `complete` publishes the `uploaded` event at once while the upload is this young: if
+# it was completed before, that was within JOBS' duplicate window, which drops the
+# event again. Half the window leaves room for gateways' clocks to differ by a minute.
+_SURELY_DEDUPLICATED = timedelta(seconds=subjects.JOBS_DUPLICATE_WINDOW / 2)
 
 
 class _Stored(msgspec.Struct):
@@ -68,35 +86,51 @@ class _MsgGet(msgspec.Struct):
 _msg_get_decoder = msgspec.json.Decoder(_MsgGet)
 
 
-async def read_upload(services: Services, key: str) -> tuple[UploadRecord, int] | None:
-    """The upload record under `key` and its revision; None when there is none (or it
-    was deleted or purged)."""
-    request = b'{"last_by_subj":"' + (_KV_SUBJECT + key).encode() + b'"}'
-    msg = await services.nc.request(_GET_LAST, request, timeout=_TIMEOUT)
+async def _last_message(services: Services, stream: str, subject: str) -> _Stored | None:
+    """The last message of `stream` on `subject` (wildcards allowed), or None."""
+    request = b'{"last_by_subj":"' + subject.encode() + b'"}'
+    msg = await services.inbox.request(_MSG_GET + stream, request, wait=_TIMEOUT)
     answer = _msg_get_decoder.decode(msg.data)
     if answer.error is not None:
         if answer.error.get("code") == 404:
             return None
         APIError.from_error(answer.error)  # raises the error's own class
-    stored = answer.message
+    return answer.message
+
+
+async def read_upload(services: Services, key: str) -> UploadRecord | None:
+    """The upload record under `key`; None when there is none (or it was deleted or
+    purged)."""
+    stored = await _last_message(services, _KV_STREAM, _KV_SUBJECT + key)
     if stored is None or (stored.hdrs is not None and b"KV-Operation" in stored.hdrs):
         return None  # a delete or purge marker
-    return _record_decoder.decode(stored.data), stored.seq
+    return _record_decoder.decode(stored.data)
 
 
-async def update_upload(services: Services, key: str, value: bytes, *, last: int) -> int:
-    """Writes `value` if `last` is still the key's revision, 0 for "no such key yet"
-    (KeyWrongLastSequenceError otherwise); answers the new revision."""
-    headers = {Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value: str(last)}
-    try:
-        ack = await publish_acked(
-            services.nc, _KV_SUBJECT + key, value, headers=headers, ack_wait=_TIMEOUT
-        )
-    except APIError as exc:
-        if exc.err_code in _WRONG_LAST:
-            raise KeyWrongLastSequenceError(description=exc.description) from None
-        raise
-    return ack.seq
+async def create_record(services: Services, key: str, value: bytes) -> None:
+    """Stores `value` under a key that must not exist yet (`KeyValue.create`)."""
+    # Revision 0 expected: what `KeyValue.create` sends (a fresh id never exists).
+    headers = {Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value: "0"}
+    await publish_acked(
+        services.inbox, _KV_SUBJECT + key, value, headers=headers, ack_wait=_TIMEOUT
+    )
+
+
+async def uploaded_seq(services: Services, record: UploadRecord, event_id: uuid.UUID) -> int | None:
+    """The sequence the upload's `uploaded` event was stored at, if it was: from JOBS,
+    which keeps every event younger than its max age, then from what persistence
+    applied (only asked for uploads older than that)."""
+    subject = subjects.stored_job_event(record.job_id, "uploaded")
+    stored = await _last_message(services, subjects.JOBS_STREAM, subject)
+    if stored is not None:
+        return stored.seq
+    max_age = timedelta(days=services.settings.stream_max_age_days)
+    if datetime.now(UTC) - record.created_at < max_age:
+        return None
+    seq: int | None = await services.pool.fetchval(
+        "SELECT seq FROM job_events WHERE event_id = $1", event_id
+    )
+    return seq
 
 
 def require_event_store(services: Services) -> None:
@@ -163,9 +197,8 @@ async def create_upload(
         created_at=now,
         expires_at=expires_at,
     )
-    # Revision 0 expected: what `KeyValue.create` sends (a fresh id never exists).
-    revision = await update_upload(services, str(upload_id), msgspec.json.encode(record), last=0)
-    services.recent_uploads[str(upload_id)] = (record, revision)
+    await create_record(services, str(upload_id), msgspec.json.encode(record))
+    services.recent_uploads[str(upload_id)] = record
     return UploadTicket(
         upload_id=upload_id,
         job_id=job_id,
@@ -196,34 +229,27 @@ async def complete_upload(
     uid = _parse_id(upload_id)
     key = str(uid)
     # Once: a second `complete` reads the stored record.
-    found = services.recent_uploads.pop(key, None) or await read_upload(services, key)
-    if found is None:
+    record = services.recent_uploads.pop(key, None) or await read_upload(services, key)
+    if record is None or record.owner != request.user:
         raise NotFound(f"no upload {upload_id}")
-    record, revision = found
-    if record.owner != request.user:
-        raise NotFound(f"no upload {upload_id}")
-    if record.completed_seq is not None:
+    event_id = uploaded_event_id(record.upload_id)
+    # Completed before? A record stored before `uploaded_seq` existed says so itself;
+    # a young upload is left to the stream's duplicate window (no request needed).
+    seq = record.completed_seq
+    if seq is None and datetime.now(UTC) - record.created_at >= _SURELY_DEDUPLICATED:
+        seq = await uploaded_seq(services, record, event_id)
+    if seq is not None:
         status = await current_status(services, record.job_id, request.user)
-        return CompleteAccepted(job_id=record.job_id, status=status, seq=record.completed_seq)
+        return CompleteAccepted(job_id=record.job_id, status=status, seq=seq)
     event = new_event(
-        Uploaded(
-            upload_id=record.upload_id,
-            filename=record.filename,
-            content_type=record.content_type,
-            size=record.size,
-            key=record.key,
-        ),
+        uploaded_data(record),
         job_id=record.job_id,
         owner=record.owner,
         source="gateway",
         correlation_id=request.scope["state"]["request_id"],
-        event_id=uuid.uuid5(_UPLOADED_NAMESPACE, str(record.upload_id)),
+        event_id=event_id,
     )
     ack = await services.publisher.publish(event)
-    done = msgspec.structs.replace(record, completed_seq=ack.seq)
-    # A concurrent complete may have recorded it first; the stream stored the event once.
-    with contextlib.suppress(KeyWrongLastSequenceError):
-        await update_upload(services, key, msgspec.json.encode(done), last=revision)
     # A duplicate was completed before (the stream answered the first sequence): as a
     # second `complete` would answer, with the job's status now.
     status = (

@@ -96,6 +96,13 @@ async def nats_connection(
                 await nc.close()
 
 
+async def _keep_session(conn: asyncpg.Connection[Any]) -> None:
+    """A connection back in the pool needs no reset query (asyncpg's default, a round
+    trip on every release): Conveyor leaves no session state behind. Its settings and
+    locks are transaction-local (`set_config(..., true)`, `pg_advisory_xact_lock`), and
+    it neither LISTENs nor keeps cursors. asyncpg still rolls back an open transaction."""
+
+
 @asynccontextmanager
 async def postgres_pool(
     settings: Settings, *, size: int | None = None
@@ -105,6 +112,7 @@ async def postgres_pool(
         min_size=1,
         max_size=size or settings.db_pool_size,
         command_timeout=30,
+        reset=_keep_session,
     )
     try:
         yield pool

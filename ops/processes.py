@@ -12,6 +12,7 @@ import structlog
 from nats.js import JetStreamContext
 
 from actors.deadletters import dead_letter
+from actors.inbox import Inbox
 from actors.notification import NotificationActor
 from actors.ordered import OrderedRuntime
 from actors.persistence import DeadLetter, PersistenceActor, Stored
@@ -76,12 +77,14 @@ async def run_gateway(settings: Settings, stop: asyncio.Event) -> None:
         )
         js = nc.jetstream()
         redis = await stack.enter_async_context(redis_client(settings))
+        inbox = Inbox(nc)
         services = Services(
             settings=settings,
             nc=nc,
             js=js,
             idempotency=await js.key_value(subjects.IDEMPOTENCY_BUCKET),
-            publisher=Publisher(js),
+            publisher=Publisher(js, inbox=inbox),
+            inbox=inbox,
             pool=await stack.enter_async_context(postgres_pool(settings)),
             redis=redis,
             s3=await stack.enter_async_context(s3_client(settings)),

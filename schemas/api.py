@@ -94,10 +94,10 @@ class Readiness(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class UploadRecord(msgspec.Struct, frozen=True, kw_only=True):
-    """An upload ticket as kept in the `uploads` JetStream KV bucket until completed.
+    """An upload ticket as kept in the `uploads` JetStream KV bucket, written once.
 
-    `completed_seq` is set (by compare-and-set) once the `uploaded` event is stored,
-    so completing twice answers with the first sequence instead of a second event.
+    Whether it was completed is in JOBS (its `uploaded` event). `completed_seq` is
+    what earlier versions recorded here instead, still honoured in records they wrote.
     """
 
     upload_id: uuid.UUID

@@ -27,7 +27,7 @@ import msgspec
 
 from ops.bench.loadgen import Figures, spawn
 from ops.bench.report import Latency, Report, latency, machine
-from ops.bench.servers import cpu_seconds, process_stats, server, settings_env
+from ops.bench.servers import process_stats, server, settings_env
 from ops.bench.stack import bench_stack
 from schemas.settings import Settings
 
@@ -115,10 +115,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-log", action="store_true", help="print the gateway's log path")
 
 
-def _level(
-    target: str, concurrency: int, figures: Figures, server_cpu: float, **extra: Any
-) -> Level:
+def _level(target: str, concurrency: int, figures: Figures, **extra: Any) -> Level:
     seconds = figures.seconds or 1e-9
+    server_cpu = figures.server_cpu_seconds
     return Level(
         target=target,
         concurrency=concurrency,
@@ -186,10 +185,12 @@ def run(settings: Settings, args: argparse.Namespace, echo: Callable[[str], None
             ids_out: Path | None = None,
             duration: float = args.duration,
             warmup: float = args.warmup,
+            server_pid: int = 0,
         ) -> Figures:
             return spawn(
                 port, mode, concurrency, token=token, duration=duration, warmup=warmup,
                 processes=args.loadgen_processes, ids_in=ids_in, ids_out=ids_out,
+                server_pid=server_pid,
             )  # fmt: skip
 
         pool = Path(tmp) / "uploads"
@@ -245,9 +246,8 @@ def run(settings: Settings, args: argparse.Namespace, echo: Callable[[str], None
             complete_rate = 0.0
             for n, c in enumerate(levels_c):
                 if gw_pid:
-                    cpu0 = cpu_seconds(gw_pid)
-                    figures = load(gw_port, "create", c, ids_out=pool)
-                    create = _level("conveyor-create", c, figures, cpu_seconds(gw_pid) - cpu0)
+                    figures = load(gw_port, "create", c, ids_out=pool, server_pid=gw_pid)
+                    create = _level("conveyor-create", c, figures)
                     levels.append(create)
                     echo(_row(create))
                     # Enough uploads to complete at the best rate seen so far, and then some.
@@ -260,19 +260,17 @@ def run(settings: Settings, args: argparse.Namespace, echo: Callable[[str], None
                             duration=(need - have) / create.per_second, warmup=0.0,
                         )  # fmt: skip
                     files = take(max(1, min(args.loadgen_processes, c)))
-                    cpu0 = cpu_seconds(gw_pid)
-                    figures = load(gw_port, "complete", c, ids_in=files)
+                    figures = load(gw_port, "complete", c, ids_in=files, server_pid=gw_pid)
                     complete = _level(
-                        "conveyor-complete", c, figures, cpu_seconds(gw_pid) - cpu0,
+                        "conveyor-complete", c, figures,
                         ran_out_of_uploads=figures.seconds < args.duration * 0.99,
                     )  # fmt: skip
                     complete_rate = max(complete_rate, complete.per_second)
                     levels.append(complete)
                     echo(_row(complete))
                 if base_pid:
-                    cpu0 = cpu_seconds(base_pid)
-                    figures = load(base_port, "baseline", c)
-                    base = _level("baseline", c, figures, cpu_seconds(base_pid) - cpu0)
+                    figures = load(base_port, "baseline", c, server_pid=base_pid)
+                    base = _level("baseline", c, figures)
                     levels.append(base)
                     echo(_row(base))
                 if "ceiling" in sides and n == len(levels_c) // 2:

@@ -26,7 +26,7 @@ from typing import Any, cast
 
 import msgspec
 
-from ops.bench.servers import own_cpu_seconds
+from ops.bench.servers import cpu_seconds, own_cpu_seconds
 
 CREATE_BODY = msgspec.json.encode(
     {"filename": "data.csv", "content_type": "text/csv", "size": 1024}
@@ -101,6 +101,8 @@ class Figures(msgspec.Struct, kw_only=True):
     latencies: list[float]
     cpu_seconds: float
     """User + system CPU of this process over the measured window."""
+    server_cpu_seconds: float = 0.0
+    """CPU of the `--server-pid` process (and its children) over the same window."""
 
 
 async def _run(args: argparse.Namespace, ids: list[str], created: list[str]) -> Figures:
@@ -124,11 +126,11 @@ async def _run(args: argparse.Namespace, ids: list[str], created: list[str]) -> 
     start = time.perf_counter()
     measure_from = start + args.warmup
     stop_at = measure_from + args.duration
-    cpu_from = 0.0
+    cpu_from = server_from = 0.0
     measuring = False
 
     async def worker(conn: _Connection) -> None:
-        nonlocal errors, cpu_from, measuring, turn
+        nonlocal errors, cpu_from, server_from, measuring, turn
         while True:
             if args.mode == "read":
                 request = reads[turn % len(reads)]
@@ -147,6 +149,8 @@ async def _run(args: argparse.Namespace, ids: list[str], created: list[str]) -> 
             if not measuring and sent >= measure_from:
                 measuring = True
                 cpu_from = own_cpu_seconds()
+                if args.server_pid:
+                    server_from = cpu_seconds(args.server_pid)
             try:
                 status, body = await conn.send(request)
             except (OSError, ValueError) as exc:
@@ -166,6 +170,9 @@ async def _run(args: argparse.Namespace, ids: list[str], created: list[str]) -> 
     await asyncio.gather(*(worker(c) for c in connections))
     ended = min(time.perf_counter(), stop_at)
     cpu = own_cpu_seconds() - cpu_from if measuring else 0.0
+    server_cpu = (
+        cpu_seconds(args.server_pid) - server_from if measuring and args.server_pid else 0.0
+    )
     for conn in connections:
         conn.close()
     seconds = max(0.0, ended - measure_from)
@@ -176,6 +183,7 @@ async def _run(args: argparse.Namespace, ids: list[str], created: list[str]) -> 
         seconds=round(seconds, 4),
         latencies=latencies,
         cpu_seconds=round(cpu, 3),
+        server_cpu_seconds=round(server_cpu, 3),
     )
 
 
@@ -193,6 +201,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--ids-out", help="create: append the created upload ids here")
     p.add_argument("--out", help="write the figures here rather than to stdout")
+    p.add_argument(
+        "--server-pid", type=int, default=0, help="measure this process's CPU over the window"
+    )
     args = p.parse_args(argv)
     ids: list[str] = []
     if args.mode in ("complete", "read"):
@@ -230,10 +241,12 @@ def spawn(
     processes: int = 1,
     ids_in: list[Path] | None = None,
     ids_out: Path | None = None,
+    server_pid: int = 0,
 ) -> Figures:
     """Runs the load generator as up to `processes` processes sharing `concurrency`
     connections, until they end; their figures merged. `ids_in`: one file per process;
-    `ids_out`: where the created upload ids are appended."""
+    `ids_out`: where the created upload ids are appended; `server_pid`: the server
+    whose CPU over the measured window the first process reports."""
     processes = max(1, min(processes, concurrency))
     shares = [concurrency // processes + (i < concurrency % processes) for i in range(processes)]
     procs = []
@@ -247,6 +260,8 @@ def spawn(
         if ids_out is not None:
             argv += ["--ids-out", f"{ids_out}.{i}"]
         argv += ["--out", str(_figures_file(i))]
+        if i == 0 and server_pid:
+            argv += ["--server-pid", str(server_pid)]
         # The token by the environment: kept out of the process list.
         procs.append(
             subprocess.Popen(argv, stderr=subprocess.PIPE, env={**os.environ, "BENCH_TOKEN": token})
@@ -268,6 +283,7 @@ def spawn(
         merged.seconds = max(merged.seconds, figures.seconds)
         merged.latencies += figures.latencies
         merged.cpu_seconds += figures.cpu_seconds
+        merged.server_cpu_seconds += figures.server_cpu_seconds
     if ids_out is not None:
         with ids_out.open("a") as pool:
             for i in range(processes):

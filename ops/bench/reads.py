@@ -15,7 +15,7 @@ import msgspec
 
 from ops.bench.loadgen import spawn
 from ops.bench.report import Latency, Report, latency, machine
-from ops.bench.servers import cpu_seconds, server, settings_env
+from ops.bench.servers import server, settings_env
 from ops.bench.stack import bench_stack
 from ops.stack import free_port
 from schemas.api import ENDED_STATUSES
@@ -121,14 +121,13 @@ def _measure(
     ) as proc:
         if cache == "warm":
             asyncio.run(_read_all(url, token, ids))
-        before = cpu_seconds(proc.pid)
         figures = spawn(
             port, "read", args.concurrency, token=token, duration=args.seconds,
-            warmup=args.warmup, ids_in=[ids_file],
+            warmup=args.warmup, ids_in=[ids_file], server_pid=proc.pid,
         )  # fmt: skip
-        # The gateway's CPU over warm-up and measurement: its share of one core.
-        gateway_cpu = (cpu_seconds(proc.pid) - before) / (args.seconds + args.warmup)
     seconds = figures.seconds or 1.0
+    # The gateway's CPU over the measured window: its share of one core.
+    gateway_cpu = figures.server_cpu_seconds / seconds
     return Side(
         cache=cache,
         concurrency=args.concurrency,
