@@ -82,10 +82,16 @@ class Publisher:
         self._attempts = attempts
         self._encoder = msgspec.json.Encoder()
 
-    async def publish(self, event: Envelope) -> PubAck:
+    async def publish(self, event: Envelope, *, first_of_type: bool = False) -> PubAck:
+        """Stores `event`. `first_of_type`: only if its job has no stored event of its
+        type yet; else JetStream refuses it (`APIError`, err_code 10071), also when an
+        earlier try of this very publish was stored."""
         subject = subjects.job_event(event.job_id, event.type)
         payload = self._encoder.encode(event)
         headers = event_headers(event)
+        if first_of_type:
+            # JOBS stores `jobs.<job>.<type>.<partition>`: one subject per job and type.
+            headers[Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value] = "0"
         for attempt in range(1, self._attempts + 1):
             try:
                 return await publish_acked(

@@ -13,12 +13,12 @@ import asyncpg
 import msgspec
 from litestar import Request, get
 from litestar.params import Parameter
-from nats.js.errors import NotFoundError
 
 from gateway.errors import NotFound, Unprocessable
 from gateway.openapi import ProblemOperation, problems
 from gateway.scopes import READ
 from gateway.services import Services
+from gateway.streams import StoredMessage, last_message
 from schemas import subjects
 from schemas.api import JobPage, JobStatus, JobView
 from schemas.events import Envelope, Uploaded
@@ -57,15 +57,18 @@ def _view(row: asyncpg.Record) -> JobView:
     )
 
 
+async def stored_uploaded(services: Services, job_id: uuid.UUID) -> StoredMessage | None:
+    """The job's `uploaded` event as JOBS stores it, if it does."""
+    subject = subjects.stored_job_event(job_id, "uploaded")
+    return await last_message(services.inbox, subjects.JOBS_STREAM, subject)
+
+
 async def _pending_view(services: Services, job_id: uuid.UUID, owner: str) -> JobView | None:
     """A job whose `uploaded` event is stored but not applied yet: read it from the stream."""
-    try:
-        msg = await services.js.get_last_msg(
-            subjects.JOBS_STREAM, subjects.stored_job_event(job_id, "uploaded")
-        )
-    except NotFoundError:
+    stored = await stored_uploaded(services, job_id)
+    if stored is None:
         return None
-    event = _envelope_decoder.decode(msg.data or b"")
+    event = _envelope_decoder.decode(stored.data)
     if event.owner != owner or not isinstance(event.data, Uploaded):
         return None
     d = event.data

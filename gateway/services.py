@@ -42,7 +42,8 @@ class Services:
     js: JetStreamContext
     idempotency: KeyValue
     publisher: Publisher
-    # JetStream requests of the handlers (KV reads and writes); the publisher's too.
+    # JetStream requests on the hot write path (the uploads bucket, stream reads by
+    # subject); the publisher's too.
     inbox: Inbox
     pool: PgPool
     redis: Redis

@@ -1,6 +1,7 @@
 """Writes: a presigned upload ticket, then `complete`, which publishes `uploaded`.
 
-Both answer only after JetStream acknowledged what they stored.
+Both answer only after JetStream acknowledged what they stored. The ticket is written
+once; whether it was completed is JOBS' to say: it stores one `uploaded` event per job.
 """
 
 from __future__ import annotations
@@ -12,23 +13,24 @@ from typing import Any
 import msgspec
 from cachetools import TTLCache
 from litestar import Request, post
-from nats.js.api import DEFAULT_PREFIX, Header
+from nats.js.api import Header
 from nats.js.errors import APIError
 
 from actors.publisher import publish_acked
 from gateway.errors import NotFound, PayloadTooLarge, Unavailable
-from gateway.jobs import current_status
+from gateway.jobs import current_status, stored_uploaded
 from gateway.openapi import ProblemOperation, problems
 from gateway.scopes import WRITE
 from gateway.services import Services
+from gateway.streams import TIMEOUT, last_message
 from gateway.upload_policy import clean_filename
 from schemas import subjects
 from schemas.api import CompleteAccepted, UploadRecord, UploadRequest, UploadTicket
 from schemas.events import Uploaded, new_event
 from schemas.keys import upload_key
 
-# The `uploaded` event of an upload always has this id, so completing twice
-# (or a retried publish) is dropped by the stream's duplicate window.
+# The `uploaded` event of an upload always has this id, so that however it is stored
+# again (a requeued dead letter, a replay) persistence applies it once.
 _UPLOADED_NAMESPACE = uuid.UUID("0d7bbf0b-64d4-4e3c-8d0e-5a1f6f2b7c31")
 
 
@@ -49,13 +51,13 @@ def uploaded_data(record: UploadRecord) -> Uploaded:
 
 _record_decoder = msgspec.json.Decoder(UploadRecord)
 
-# The uploads bucket, read and written with the JetStream API directly: nats-py's
-# KeyValue parses every answer with `json` and the `email` header parser, which cost
-# about as much as the round trip itself.
+# The uploads bucket, read and written with the JetStream API directly (see
+# gateway.streams).
 _KV_STREAM = f"{subjects.KV_STREAM_PREFIX}{subjects.UPLOADS_BUCKET}"
 _KV_SUBJECT = f"{subjects.KV_PREFIX}.{subjects.UPLOADS_BUCKET}."
-_MSG_GET = f"{DEFAULT_PREFIX}.STREAM.MSG.GET."
-_TIMEOUT = 5.0
+# JetStream's "wrong last sequence" (JSStreamWrongLastSequenceErrF): an expected
+# last subject sequence did not hold.
+_WRONG_LAST_SEQUENCE = 10071
 
 
 # Uploads this process created lately, so that `complete` (usually a few seconds after
@@ -66,42 +68,10 @@ def recent_uploads() -> TTLCache[str, UploadRecord]:
     return TTLCache(maxsize=10_000, ttl=60.0)
 
 
-# `complete` publishes the `uploaded` event at once while the upload is this young: if
-# it was completed before, that was within JOBS' duplicate window, which drops the
-# event again. Half the window leaves room for gateways' clocks to differ by a minute.
-_SURELY_DEDUPLICATED = timedelta(seconds=subjects.JOBS_DUPLICATE_WINDOW / 2)
-
-
-class _Stored(msgspec.Struct):
-    seq: int
-    data: bytes = b""  # base64 in the answer
-    hdrs: bytes | None = None
-
-
-class _MsgGet(msgspec.Struct):
-    message: _Stored | None = None
-    error: dict[str, Any] | None = None
-
-
-_msg_get_decoder = msgspec.json.Decoder(_MsgGet)
-
-
-async def _last_message(services: Services, stream: str, subject: str) -> _Stored | None:
-    """The last message of `stream` on `subject` (wildcards allowed), or None."""
-    request = b'{"last_by_subj":"' + subject.encode() + b'"}'
-    msg = await services.inbox.request(_MSG_GET + stream, request, wait=_TIMEOUT)
-    answer = _msg_get_decoder.decode(msg.data)
-    if answer.error is not None:
-        if answer.error.get("code") == 404:
-            return None
-        APIError.from_error(answer.error)  # raises the error's own class
-    return answer.message
-
-
 async def read_upload(services: Services, key: str) -> UploadRecord | None:
     """The upload record under `key`; None when there is none (or it was deleted or
     purged)."""
-    stored = await _last_message(services, _KV_STREAM, _KV_SUBJECT + key)
+    stored = await last_message(services.inbox, _KV_STREAM, _KV_SUBJECT + key)
     if stored is None or (stored.hdrs is not None and b"KV-Operation" in stored.hdrs):
         return None  # a delete or purge marker
     return _record_decoder.decode(stored.data)
@@ -111,26 +81,7 @@ async def create_record(services: Services, key: str, value: bytes) -> None:
     """Stores `value` under a key that must not exist yet (`KeyValue.create`)."""
     # Revision 0 expected: what `KeyValue.create` sends (a fresh id never exists).
     headers = {Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value: "0"}
-    await publish_acked(
-        services.inbox, _KV_SUBJECT + key, value, headers=headers, ack_wait=_TIMEOUT
-    )
-
-
-async def uploaded_seq(services: Services, record: UploadRecord, event_id: uuid.UUID) -> int | None:
-    """The sequence the upload's `uploaded` event was stored at, if it was: from JOBS,
-    which keeps every event younger than its max age, then from what persistence
-    applied (only asked for uploads older than that)."""
-    subject = subjects.stored_job_event(record.job_id, "uploaded")
-    stored = await _last_message(services, subjects.JOBS_STREAM, subject)
-    if stored is not None:
-        return stored.seq
-    max_age = timedelta(days=services.settings.stream_max_age_days)
-    if datetime.now(UTC) - record.created_at < max_age:
-        return None
-    seq: int | None = await services.pool.fetchval(
-        "SELECT seq FROM job_events WHERE event_id = $1", event_id
-    )
-    return seq
+    await publish_acked(services.inbox, _KV_SUBJECT + key, value, headers=headers, ack_wait=TIMEOUT)
 
 
 def require_event_store(services: Services) -> None:
@@ -232,27 +183,33 @@ async def complete_upload(
     record = services.recent_uploads.pop(key, None) or await read_upload(services, key)
     if record is None or record.owner != request.user:
         raise NotFound(f"no upload {upload_id}")
-    event_id = uploaded_event_id(record.upload_id)
-    # Completed before? A record stored before `uploaded_seq` existed says so itself;
-    # a young upload is left to the stream's duplicate window (no request needed).
-    seq = record.completed_seq
-    if seq is None and datetime.now(UTC) - record.created_at >= _SURELY_DEDUPLICATED:
-        seq = await uploaded_seq(services, record, event_id)
-    if seq is not None:
-        status = await current_status(services, record.job_id, request.user)
-        return CompleteAccepted(job_id=record.job_id, status=status, seq=seq)
+    if record.completed_seq is not None:  # written by earlier versions
+        return await _completed_before(services, record, request.user, record.completed_seq)
     event = new_event(
         uploaded_data(record),
         job_id=record.job_id,
         owner=record.owner,
         source="gateway",
         correlation_id=request.scope["state"]["request_id"],
-        event_id=event_id,
+        event_id=uploaded_event_id(record.upload_id),
     )
-    ack = await services.publisher.publish(event)
-    # A duplicate was completed before (the stream answered the first sequence): as a
-    # second `complete` would answer, with the job's status now.
-    status = (
-        await current_status(services, record.job_id, request.user) if ack.duplicate else "queued"
-    )
-    return CompleteAccepted(job_id=record.job_id, status=status, seq=ack.seq)
+    try:
+        # Refused if the job has an `uploaded` event already: completed before (or
+        # this is a retried publish whose first try was stored).
+        ack = await services.publisher.publish(event, first_of_type=True)
+    except APIError as exc:
+        if exc.err_code != _WRONG_LAST_SEQUENCE:
+            raise
+        stored = await stored_uploaded(services, record.job_id)
+        if stored is None:  # refused for an event that is gone since: nothing to answer
+            raise
+        return await _completed_before(services, record, request.user, stored.seq)
+    return CompleteAccepted(job_id=record.job_id, status="queued", seq=ack.seq)
+
+
+async def _completed_before(
+    services: Services, record: UploadRecord, owner: str, seq: int
+) -> CompleteAccepted:
+    # As the first `complete` answered, with the job's status now.
+    status = await current_status(services, record.job_id, owner)
+    return CompleteAccepted(job_id=record.job_id, status=status, seq=seq)

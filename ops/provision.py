@@ -57,7 +57,7 @@ def jobs_stream(settings: Settings) -> StreamConfig:
         # When a limit is hit the oldest events go, never new writes refused.
         discard=DiscardPolicy.OLD,
         # Retried publishes (same Nats-Msg-Id) within this window are stored once.
-        duplicate_window=subjects.JOBS_DUPLICATE_WINDOW,
+        duplicate_window=120.0,
         num_replicas=settings.stream_replicas,
     )
 

@@ -16,8 +16,6 @@ JOBS_STREAM: Final = "JOBS"
 JOBS_SUBJECTS: Final = "jobs.*.*"
 STORED_JOBS: Final = "jobs.*.*.*"
 """Every event as stored: `jobs.<job_id>.<type>.<partition>` (see `stored_partition`)."""
-JOBS_DUPLICATE_WINDOW: Final = 120.0
-"""Seconds in which JOBS stores a publish with a `Nats-Msg-Id` it has seen only once."""
 DEAD_LETTER_STREAM: Final = "DEADLETTER"
 DEAD_LETTER_SUBJECTS: Final = "dlq.>"
 UPLOADS_BUCKET: Final = "uploads"

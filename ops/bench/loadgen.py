@@ -26,7 +26,7 @@ from typing import Any, cast
 
 import msgspec
 
-from ops.bench.servers import cpu_seconds, own_cpu_seconds
+from ops.bench.servers import own_cpu_seconds, process_cpu_seconds
 
 CREATE_BODY = msgspec.json.encode(
     {"filename": "data.csv", "content_type": "text/csv", "size": 1024}
@@ -102,7 +102,7 @@ class Figures(msgspec.Struct, kw_only=True):
     cpu_seconds: float
     """User + system CPU of this process over the measured window."""
     server_cpu_seconds: float = 0.0
-    """CPU of the `--server-pid` process (and its children) over the same window."""
+    """CPU of the `--server-pid` process (its threads, not its children), same window."""
 
 
 async def _run(args: argparse.Namespace, ids: list[str], created: list[str]) -> Figures:
@@ -127,7 +127,16 @@ async def _run(args: argparse.Namespace, ids: list[str], created: list[str]) -> 
     measure_from = start + args.warmup
     stop_at = measure_from + args.duration
     cpu_from = server_from = 0.0
+    cpu_to = server_to = 0.0
     measuring = False
+
+    def window_closed() -> None:
+        nonlocal cpu_to, server_to
+        if cpu_to:
+            return
+        cpu_to = own_cpu_seconds()
+        if args.server_pid:
+            server_to = process_cpu_seconds(args.server_pid)
 
     async def worker(conn: _Connection) -> None:
         nonlocal errors, cpu_from, server_from, measuring, turn
@@ -148,9 +157,12 @@ async def _run(args: argparse.Namespace, ids: list[str], created: list[str]) -> 
                 return
             if not measuring and sent >= measure_from:
                 measuring = True
-                cpu_from = own_cpu_seconds()
                 if args.server_pid:
-                    server_from = cpu_seconds(args.server_pid)
+                    server_from = process_cpu_seconds(args.server_pid)
+                cpu_from = own_cpu_seconds()
+                # Both read again when the window closes, not once the last answers
+                # (which may come after it) are in.
+                loop.call_later(stop_at - time.perf_counter(), window_closed)
             try:
                 status, body = await conn.send(request)
             except (OSError, ValueError) as exc:
@@ -169,10 +181,10 @@ async def _run(args: argparse.Namespace, ids: list[str], created: list[str]) -> 
 
     await asyncio.gather(*(worker(c) for c in connections))
     ended = min(time.perf_counter(), stop_at)
-    cpu = own_cpu_seconds() - cpu_from if measuring else 0.0
-    server_cpu = (
-        cpu_seconds(args.server_pid) - server_from if measuring and args.server_pid else 0.0
-    )
+    if measuring:
+        window_closed()  # at once if every worker ended (out of ids) before the window did
+    cpu = cpu_to - cpu_from if measuring else 0.0
+    server_cpu = server_to - server_from if measuring and args.server_pid else 0.0
     for conn in connections:
         conn.close()
     seconds = max(0.0, ended - measure_from)

@@ -96,25 +96,34 @@ class ProcessStat(NamedTuple):
     """User + system, so far."""
 
 
+def _read_stat(stat: Path, tick: int) -> ProcessStat:
+    # The name may hold spaces and parentheses: it ends at the last ")".
+    head, _, rest = stat.read_text().rpartition(")")
+    fields = rest.split()
+    # After the name: state, ppid, ... utime (12th), stime (13th).
+    return ProcessStat(
+        name=head.partition("(")[2],
+        parent=int(fields[1]),
+        cpu_seconds=(int(fields[11]) + int(fields[12])) / tick,
+    )
+
+
 def process_stats() -> dict[int, ProcessStat]:
     """Every process alive now, by pid, from `/proc/<pid>/stat`."""
     tick = os.sysconf("SC_CLK_TCK")
     stats: dict[int, ProcessStat] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            # The name may hold spaces and parentheses: it ends at the last ")".
-            head, _, rest = stat.read_text().rpartition(")")
-            fields = rest.split()
-            # After the name: state, ppid, ... utime (12th), stime (13th).
-            stats[int(stat.parent.name)] = ProcessStat(
-                name=head.partition("(")[2],
-                parent=int(fields[1]),
-                cpu_seconds=(int(fields[11]) + int(fields[12])) / tick,
-            )
+            stats[int(stat.parent.name)] = _read_stat(stat, tick)
         except (OSError, ValueError, IndexError):
             # Gone between the listing and the read.
             continue
     return stats
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process `pid` (its threads, not its children)."""
+    return _read_stat(Path(f"/proc/{pid}/stat"), os.sysconf("SC_CLK_TCK")).cpu_seconds
 
 
 def cpu_seconds(root: int) -> float:

@@ -1,0 +1,51 @@
+"""The last message of a stream on a subject, asked of JetStream directly.
+
+nats-py's `get_last_msg` and `KeyValue.get` parse every answer with `json` and the
+`email` header parser, which cost about as much as the round trip itself; here the
+answer is decoded by msgspec and the request goes through the shared `Inbox`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from nats.js.api import DEFAULT_PREFIX
+from nats.js.errors import APIError
+
+from actors.inbox import Inbox
+
+_MSG_GET = f"{DEFAULT_PREFIX}.STREAM.MSG.GET."
+TIMEOUT = 5.0
+
+
+class StoredMessage(msgspec.Struct):
+    seq: int
+    data: bytes = b""  # base64 in the answer
+    hdrs: bytes | None = None
+    """The message's headers as sent on the wire (`NATS/1.0` and its lines), if any."""
+
+
+class _LastBySubject(msgspec.Struct):
+    last_by_subj: str
+
+
+class _MsgGet(msgspec.Struct):
+    message: StoredMessage | None = None
+    error: dict[str, Any] | None = None
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(_MsgGet)
+
+
+async def last_message(inbox: Inbox, stream: str, subject: str) -> StoredMessage | None:
+    """The last message of `stream` on `subject` (wildcards allowed), or None."""
+    request = _encoder.encode(_LastBySubject(last_by_subj=subject))
+    msg = await inbox.request(_MSG_GET + stream, request, wait=TIMEOUT)
+    answer = _decoder.decode(msg.data)
+    if answer.error is not None:
+        if answer.error.get("code") == 404:
+            return None
+        APIError.from_error(answer.error)  # raises the error's own class
+    return answer.message
