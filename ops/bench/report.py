@@ -24,8 +24,12 @@ class Report(msgspec.Struct, frozen=True, kw_only=True):
 
 def machine() -> dict[str, Any]:
     try:
+        # "-dirty" when the code measured is not the commit's alone.
         commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+            ["git", "describe", "--always", "--dirty", "--abbrev=7"],
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         commit = "unknown"
