@@ -51,12 +51,16 @@ async def publish_acked(
 
 
 def event_headers(event: Envelope) -> dict[str, str]:
-    """The headers every stored job event carries."""
+    """The headers every stored job event carries.
+
+    No `Nats-Expected-Stream`: JetStream stores every header sent, and every reader
+    of every event (a replay reads millions) would parse that line too. It could
+    only catch another stream holding `jobs.*.*`, and provisioning JOBS already
+    fails then: streams of one account never share subjects.
+    """
     return {
         subjects.MSG_ID_HEADER: str(event.id),
         REQUEST_ID_HEADER: event.correlation_id,
-        # Refused unless JOBS stores it (what `js.publish(stream=...)` sends).
-        Header.EXPECTED_STREAM.value: subjects.JOBS_STREAM,
     }
 
 
