@@ -38,14 +38,23 @@ log = structlog.get_logger("actors.ordered")
 # exists and has nothing pending; if not, re-create it (nats.py can stall after a
 # server restart without raising).
 WATCHDOG_SECONDS = 5.0
-# Events per fetch, and so at most per Postgres transaction.
-BATCH = 256
+# Events per fetch, and so at most per Postgres transaction. Big batches spread a
+# transaction's fixed cost when a backlog waits (a restart, an outage, a replay);
+# under a light load a fetch brings what is there and does not wait for more.
+BATCH = 1024
+# ... and at most about this many bytes of them, however large the events are (a
+# profile result can be): what a reader holds at once stays bounded.
+BATCH_BYTES = 8 * 1024 * 1024
 # No messages (for a no-wait request), request expired, conflict: this request is over.
 _REQUEST_OVER = frozenset({StatusCode.NO_MESSAGES, StatusCode.REQUEST_TIMEOUT, StatusCode.CONFLICT})
 
 
 async def fetch_batch(
-    psub: JetStreamContext.PullSubscription, batch: int, wait: float
+    psub: JetStreamContext.PullSubscription,
+    batch: int,
+    wait: float,
+    *,
+    max_bytes: int = BATCH_BYTES,
 ) -> list[Msg]:
     """`psub.fetch(batch, timeout=wait)` for an ack-less reader, without its cost per message.
 
@@ -55,11 +64,15 @@ async def fetch_batch(
     only if that brings nothing a waiting one. Messages arrive on one inbox in
     consumer order, including any a previous, expired request still delivered, so
     order and the caller's gap check hold. Raises `TimeoutError` when nothing came.
+
+    At most `batch` messages, and no more bytes than `max_bytes` allows (raised to
+    twice the server's largest message: one the server could not fit would stall).
     """
     sub = psub._sub
     queue = sub._pending_queue
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
+    max_bytes = max(max_bytes, 2 * psub._nc.max_payload)
     msgs: list[Msg] = []
 
     def take(msg: Msg) -> bool:
@@ -96,12 +109,13 @@ async def fetch_batch(
     while len(msgs) < batch and not queue.empty():
         take(queue.get_nowait())
     if len(msgs) < batch:
-        await pull({"batch": batch - len(msgs), "no_wait": True})
+        await pull({"batch": batch - len(msgs), "max_bytes": max_bytes, "no_wait": True})
     if not msgs:
         remaining = deadline - loop.time()
         if remaining > 0.01:
             # Waits on the server for the first message, then takes what is there.
-            await pull({"batch": batch, "expires": int((remaining - 0.005) * 1e9)})
+            expires = int((remaining - 0.005) * 1e9)
+            await pull({"batch": batch, "max_bytes": max_bytes, "expires": expires})
     if not msgs:
         raise TimeoutError
     return msgs
