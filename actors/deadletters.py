@@ -19,6 +19,17 @@ ACTOR = "Conveyor-Actor"
 ERROR = "Conveyor-Error"
 
 
+# Headers that are conditions on a publish (`Nats-Expected-Last-Subject-Sequence` on
+# `uploaded`, ...), not facts about the event: JetStream stores them with it, and
+# sent again with a copy (to DEADLETTER, or back to JOBS) they would refuse it.
+_PRECONDITION = "Nats-Expected-"
+
+
+def event_headers_of(headers: dict[str, str] | None) -> dict[str, str]:
+    """A stored event's headers, without its publish's preconditions."""
+    return {k: v for k, v in (headers or {}).items() if not k.startswith(_PRECONDITION)}
+
+
 async def dead_letter(
     js: JetStreamContext,
     *,
@@ -32,7 +43,7 @@ async def dead_letter(
     job_id: uuid.UUID | None,
 ) -> None:
     """Store the original payload and headers with the error; once per (actor, message)."""
-    out = dict(headers or {})
+    out = event_headers_of(headers)
     out.update(
         {
             # The published subject, without the partition: where a retry goes.

@@ -50,25 +50,31 @@ async def publish_acked(
     return PubAck(stream=ack.stream, seq=ack.seq, domain=ack.domain, duplicate=ack.duplicate)
 
 
-def event_headers(event: Envelope) -> dict[str, str]:
-    """The headers every stored job event carries.
+def event_headers(event: Envelope, *, first_of_type: bool = False) -> dict[str, str]:
+    """The headers a stored job event carries. `first_of_type`: the publish is refused
+    (`APIError`, err_code 10071) if its job has a stored event of its type already:
+    JOBS stores `jobs.<job>.<type>.<partition>`, one subject per job and type.
 
     No `Nats-Expected-Stream`: JetStream stores every header sent, and every reader
     of every event (a replay reads millions) would parse that line too. It could
     only catch another stream holding `jobs.*.*`, and provisioning JOBS already
     fails then: streams of one account never share subjects.
     """
-    return {
+    headers = {
         subjects.MSG_ID_HEADER: str(event.id),
         REQUEST_ID_HEADER: event.correlation_id,
     }
+    if first_of_type:
+        headers[Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value] = "0"
+    return headers
 
 
 class Publisher:
     """Stores events in the JOBS stream; a returned `PubAck` means the event is durable.
 
     A publish that times out is retried with the same `Nats-Msg-Id`: if the first
-    attempt was in fact stored, the stream's duplicate window drops the second.
+    attempt was in fact stored, the stream's duplicate window drops the second (or,
+    for a `first_of_type` publish, JOBS refuses it: see `event_headers`).
     """
 
     def __init__(
@@ -87,15 +93,10 @@ class Publisher:
         self._encoder = msgspec.json.Encoder()
 
     async def publish(self, event: Envelope, *, first_of_type: bool = False) -> PubAck:
-        """Stores `event`. `first_of_type`: only if its job has no stored event of its
-        type yet; else JetStream refuses it (`APIError`, err_code 10071), also when an
-        earlier try of this very publish was stored."""
+        """Stores `event` (see `event_headers` for `first_of_type`)."""
         subject = subjects.job_event(event.job_id, event.type)
         payload = self._encoder.encode(event)
-        headers = event_headers(event)
-        if first_of_type:
-            # JOBS stores `jobs.<job>.<type>.<partition>`: one subject per job and type.
-            headers[Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value] = "0"
+        headers = event_headers(event, first_of_type=first_of_type)
         for attempt in range(1, self._attempts + 1):
             try:
                 return await publish_acked(

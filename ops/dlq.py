@@ -67,7 +67,7 @@ async def republish(js: JetStreamContext, msg: RawStreamMsg) -> int:
         )
     headers = {
         k: v
-        for k, v in (msg.headers or {}).items()
+        for k, v in dl.event_headers_of(msg.headers).items()
         if not k.startswith("Conveyor-Original")
         and k not in (dl.DELIVERED, dl.ACTOR, dl.ERROR, subjects.MSG_ID_HEADER)
     }
@@ -76,7 +76,8 @@ async def republish(js: JetStreamContext, msg: RawStreamMsg) -> int:
         raise OpsError(f"dead letter {seq} has no original subject")
     # A fresh message id: the original one may still be inside the dedupe window.
     headers[subjects.MSG_ID_HEADER] = f"retry:{subjects.DEAD_LETTER_STREAM}:{seq}"
-    ack = await js.publish(original, msg.data or b"", stream=subjects.JOBS_STREAM, headers=headers)
+    # As the Publisher stores events: no `Nats-Expected-Stream` (see `event_headers`).
+    ack = await js.publish(original, msg.data or b"", headers=headers)
     await js.delete_msg(subjects.DEAD_LETTER_STREAM, seq)
     return ack.seq
 

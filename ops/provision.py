@@ -126,7 +126,9 @@ def uploads_bucket(settings: Settings) -> KeyValueConfig:
         bucket=subjects.UPLOADS_BUCKET,
         description="Upload tickets between POST /v1/uploads and .../complete.",
         history=1,
-        ttl=7 * DAY,
+        # Never longer than JOBS keeps events: whether a ticket was completed is its
+        # job's `uploaded` event, which must outlive it (gateway.uploads).
+        ttl=min(7 * DAY, settings.stream_max_age_days * DAY),
         storage=StorageType.FILE,
         replicas=settings.stream_replicas,
     )

@@ -58,7 +58,8 @@ def _message() -> tuple[str, bytes, dict[str, str]]:
         source="gateway",
         correlation_id=uuid.uuid4().hex,
     )
-    return subjects.job_event(job_id, "uploaded"), encoder.encode(event), event_headers(event)
+    headers = event_headers(event, first_of_type=True)  # as `complete` sends it
+    return subjects.job_event(job_id, "uploaded"), encoder.encode(event), headers
 
 
 async def _run(

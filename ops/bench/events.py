@@ -4,7 +4,7 @@ Each job gets the four events of a small CSV that went through the pipeline:
 `uploaded`, `verifying`, `verified` and `processed` with a small `TableResult`,
 built by `schemas.events.new_event` / `follow_up` exactly as the gateway and the
 actors build them and published as `actors.publisher.Publisher` publishes them
-(`Nats-Msg-Id`, request id, expected stream), but with async acks in flight.
+(`Nats-Msg-Id`, request id), but with async acks in flight.
 Jobs advance in waves of `WAVE`, so the events of one job are interleaved with
 those of others in the stream, as under concurrent load.
 """

@@ -7,9 +7,10 @@ import uuid
 import msgspec
 import pytest
 from nats.aio.client import Client as NATS
+from nats.js.api import Header
 from nats.js.errors import NotFoundError
 
-from actors.deadletters import fail_job
+from actors.deadletters import ORIGINAL_SEQ, dead_letter, fail_job
 from actors.publisher import Publisher
 from schemas import subjects
 from schemas.events import Envelope, Failed, Rejected, Verifying, follow_up, new_event
@@ -52,3 +53,31 @@ async def test_fail_job_ignores_an_event_that_itself_ends_the_job(nc: NATS) -> N
         await js.get_last_msg(
             subjects.JOBS_STREAM, subjects.stored_job_event(ending.job_id, "failed")
         )
+
+
+async def test_an_event_published_with_a_precondition_is_dead_lettered_each_time(
+    nc: NATS,
+) -> None:
+    js = nc.jetstream()
+    job_id = uuid.uuid4()
+    # An `uploaded` event as stored: its publish expected no earlier one on its subject.
+    headers = {subjects.MSG_ID_HEADER: "m", Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value: "0"}
+    for stream_seq in (1, 2):  # given up on, requeued, given up on again
+        await dead_letter(
+            js,
+            actor="test",
+            stored_subject=f"jobs.{job_id}.uploaded.0",
+            stream_seq=stream_seq,
+            delivered=5,
+            data=b"{}",
+            headers=headers,
+            reason="gave up",
+            job_id=job_id,
+        )
+    stored = await js.get_last_msg(
+        subjects.DEAD_LETTER_STREAM, subjects.dead_letter("test", job_id)
+    )
+    assert stored.headers is not None
+    assert stored.headers[ORIGINAL_SEQ] == "2"
+    assert Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value not in stored.headers
+    await js.purge_stream(subjects.DEAD_LETTER_STREAM, subject=subjects.dead_letter("test", job_id))

@@ -18,7 +18,8 @@ async def test_same_event_twice_is_one_job(api: Api, service: Service) -> None:
     ticket = await api.create_upload(content)
     assert (await api.put(ticket, content)).status_code == 200
     accepted = await api.post(f"/v1/uploads/{ticket['upload_id']}/complete")
-    # As a gateway retrying its publish.
+    # As a publisher retrying with the same message id (a `complete` retried gets a
+    # refusal instead: its publish expects no earlier `uploaded`, see test_complete).
     nc = await connect_as(service.settings, "gateway")
     try:
         js = nc.jetstream()
@@ -27,7 +28,7 @@ async def test_same_event_twice_is_one_job(api: Api, service: Service) -> None:
         )
         event = msgspec.json.decode(stored.data or b"", type=Envelope)
         assert isinstance(event.data, Uploaded)
-        # A client or gateway retrying the publish with the same id: stored once.
+        # The same event again with the same id: stored once.
         again = await Publisher(js).publish(event)
         assert again.duplicate
         assert again.seq == accepted.json()["seq"]

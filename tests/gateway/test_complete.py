@@ -6,6 +6,7 @@ A second `complete` moments after the first is in `test_journey`.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -99,3 +100,12 @@ async def test_a_record_completed_by_an_earlier_version_is_answered_as_it_says(
     assert r.status_code == 202, r.text
     assert r.json()["seq"] == 424242
     assert await uploaded_seqs(nc, record) == []
+
+
+async def test_concurrent_completes_queue_one_job(api: Api, nc: NATS, owner: str) -> None:
+    record = await stored_record(nc, owner)
+    path = f"/v1/uploads/{record.upload_id}/complete"
+    answers = await asyncio.gather(*(api.post(path) for _ in range(6)))
+    assert [a.status_code for a in answers] == [202] * 6, [a.text for a in answers]
+    assert len({a.json()["seq"] for a in answers}) == 1
+    assert len(await uploaded_seqs(nc, record)) == 1

@@ -7,7 +7,7 @@ from nats.js.api import RetentionPolicy
 
 from ops.connections import postgres_pool
 from ops.processes import provision
-from ops.provision import migrate, migrations
+from ops.provision import DAY, migrate, migrations, uploads_bucket
 from schemas import subjects
 from schemas.settings import Settings
 
@@ -48,3 +48,11 @@ async def test_streams_are_replayable_and_deduplicating(provisioned: Settings) -
         await js.key_value(subjects.LEASES_BUCKET)
     finally:
         await nc.close()
+
+
+def test_upload_tickets_never_outlive_the_events_that_complete_them(
+    provisioned: Settings,
+) -> None:
+    assert uploads_bucket(provisioned).ttl == 7 * DAY
+    short = provisioned.replace(stream_max_age_days=2.0)
+    assert uploads_bucket(short).ttl == 2 * DAY
