@@ -30,6 +30,12 @@ def event_headers_of(headers: dict[str, str] | None) -> dict[str, str]:
     return {k: v for k, v in (headers or {}).items() if not k.startswith(_PRECONDITION)}
 
 
+def original_headers(headers: dict[str, str] | None) -> dict[str, str]:
+    """A dead letter's headers without what `dead_letter` added: the event's own."""
+    added = {ORIGINAL_SUBJECT, ORIGINAL_SEQ, DELIVERED, ACTOR, ERROR, subjects.MSG_ID_HEADER}
+    return {k: v for k, v in event_headers_of(headers).items() if k not in added}
+
+
 async def dead_letter(
     js: JetStreamContext,
     *,

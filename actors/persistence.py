@@ -364,26 +364,18 @@ class PersistenceActor:
             marks[subjects.partition_of(message.subject)] = message.seq
         async with self._pool.acquire() as conn, conn.transaction():
             await self._check_epoch(conn, epoch)
+            # In `_EVENT_COLUMNS` order.
+            records = [
+                (m.seq, e.id, e.job_id, e.type, e.occurred_at, m.data.decode())
+                for m, e in zip(batch, events, strict=True)
+            ]
             if copy:
                 await conn.copy_records_to_table(
-                    "job_events",
-                    columns=_EVENT_COLUMNS,
-                    records=[
-                        (m.seq, e.id, e.job_id, e.type, e.occurred_at, m.data.decode())
-                        for m, e in zip(batch, events, strict=True)
-                    ],
+                    "job_events", columns=_EVENT_COLUMNS, records=records
                 )
                 applied = list(zip([m.seq for m in batch], events, strict=True))
             else:
-                rows = await conn.fetch(
-                    _INSERT_EVENTS,
-                    [m.seq for m in batch],
-                    [e.id for e in events],
-                    [e.job_id for e in events],
-                    [e.type for e in events],
-                    [e.occurred_at for e in events],
-                    [m.data.decode() for m in batch],
-                )
+                rows = await conn.fetch(_INSERT_EVENTS, *_columns(records))
                 new = {r[0] for r in rows}
                 applied = [(m.seq, e) for m, e in zip(batch, events, strict=True) if m.seq in new]
             if applied:

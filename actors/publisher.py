@@ -13,7 +13,7 @@ from nats.js import JetStreamContext
 from nats.js.api import Header, PubAck
 from nats.js.errors import APIError, NoStreamResponseError
 
-from actors.errors import PermanentError, TransientError
+from actors.errors import AlreadyStored, PermanentError, TransientError
 from actors.inbox import Inbox
 from schemas import subjects
 from schemas.events import Envelope
@@ -21,6 +21,8 @@ from schemas.events import Envelope
 log = structlog.get_logger("actors.publisher")
 
 REQUEST_ID_HEADER = "Conveyor-Request-Id"
+# JSStreamWrongLastSequenceErrF: an expected last subject sequence did not hold.
+_WRONG_LAST_SEQUENCE = 10071
 
 
 class _Ack(msgspec.Struct):
@@ -51,9 +53,9 @@ async def publish_acked(
 
 
 def event_headers(event: Envelope, *, first_of_type: bool = False) -> dict[str, str]:
-    """The headers a stored job event carries. `first_of_type`: the publish is refused
-    (`APIError`, err_code 10071) if its job has a stored event of its type already:
-    JOBS stores `jobs.<job>.<type>.<partition>`, one subject per job and type.
+    """The headers a stored job event carries. `first_of_type`: JOBS refuses the
+    publish (JSStreamWrongLastSequenceErrF) if its job has a stored event of its type
+    already: it stores `jobs.<job>.<type>.<partition>`, one subject per job and type.
 
     No `Nats-Expected-Stream`: JetStream stores every header sent, and every reader
     of every event (a replay reads millions) would parse that line too. It could
@@ -93,7 +95,8 @@ class Publisher:
         self._encoder = msgspec.json.Encoder()
 
     async def publish(self, event: Envelope, *, first_of_type: bool = False) -> PubAck:
-        """Stores `event` (see `event_headers` for `first_of_type`)."""
+        """Stores `event`. `first_of_type`: `AlreadyStored` if its job has an event of
+        its type stored, also when an earlier try of this publish was (`event_headers`)."""
         subject = subjects.job_event(event.job_id, event.type)
         payload = self._encoder.encode(event)
         headers = event_headers(event, first_of_type=first_of_type)
@@ -102,11 +105,15 @@ class Publisher:
                 return await publish_acked(
                     self._inbox, subject, payload, headers=headers, ack_wait=self._timeout
                 )
-            except (NatsTimeoutError, NoStreamResponseError, NoRespondersError) as exc:
+            except (NatsTimeoutError, NoStreamResponseError) as exc:
                 log.warning("publish not acknowledged", subject=subject, attempt=attempt)
                 if attempt == self._attempts:
                     raise TransientError(f"publish to {subject} not acknowledged") from exc
                 await asyncio.sleep(0.2 * attempt)
+            except APIError as exc:
+                if first_of_type and exc.err_code == _WRONG_LAST_SEQUENCE:
+                    raise AlreadyStored(subject) from None
+                raise
             except ConnectionClosedError as exc:
                 raise TransientError("NATS connection closed") from exc
             except MaxPayloadError as exc:

@@ -14,7 +14,7 @@ from litestar.exceptions import HTTPException
 from litestar.middleware.base import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
-from litestar.types import ControllerRouterHandler, Middleware
+from litestar.types import ControllerRouterHandler
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from actors.collector import tune_collector
@@ -53,18 +53,16 @@ def create_app(services: Services) -> Litestar:
     limits = services.rate_limits
     # Run after a router's scope check: the idempotency store must never answer a token
     # without the write scope (it would hand out a stored upload URL).
-    behind_scope: dict[str, list[Middleware]] = {
-        WRITE: [
-            IdempotencyMiddleware(services.idempotency, max_body=services.settings.max_body_bytes)
-        ],
-    }
+    idempotency = IdempotencyMiddleware(
+        services.idempotency, max_body=services.settings.max_body_bytes
+    )
 
     return Litestar(
         route_handlers=[
             *(
                 Router(
                     "/",
-                    middleware=[requires(scope), *behind_scope.get(scope, [])],
+                    middleware=[requires(scope), *([idempotency] if scope == WRITE else [])],
                     route_handlers=handlers,
                 )
                 for scope, handlers in SCOPED_ROUTES.items()

@@ -87,22 +87,30 @@ async def _pending_view(services: Services, job_id: uuid.UUID, owner: str) -> Jo
     )
 
 
-async def find_job(services: Services, job_id: uuid.UUID, owner: str) -> JobView | None:
+async def _applied_view(services: Services, job_id: uuid.UUID, owner: str) -> JobView | None:
+    """The job as persistence applied it (cached, else from Postgres), or None."""
     cached = await services.job_cache.get(owner, job_id)
     if cached is not None:
         return cached
     row = await services.pool.fetchrow(
         f"SELECT {_COLUMNS} FROM jobs WHERE job_id = $1 AND owner = $2", job_id, owner
     )
-    if row is not None:
-        view = _view(row)
-        await services.job_cache.put(owner, view)
-        return view
-    return await _pending_view(services, job_id, owner)
+    if row is None:
+        return None
+    view = _view(row)
+    await services.job_cache.put(owner, view)
+    return view
+
+
+async def find_job(services: Services, job_id: uuid.UUID, owner: str) -> JobView | None:
+    return await _applied_view(services, job_id, owner) or await _pending_view(
+        services, job_id, owner
+    )
 
 
 async def current_status(services: Services, job_id: uuid.UUID, owner: str) -> JobStatus:
-    job = await find_job(services, job_id, owner)
+    # A job not applied yet is "queued", all `_pending_view` could say: no stream read.
+    job = await _applied_view(services, job_id, owner)
     return job.status if job is not None else "queued"
 
 

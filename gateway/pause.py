@@ -14,12 +14,11 @@ SECONDS = 5.0
 
 
 class Pause:
-    """`active` for `seconds` after each `start()` (on the monotonic clock)."""
+    """`active` for `SECONDS` after each `start()` (on the monotonic clock)."""
 
-    __slots__ = ("_until", "seconds")
+    __slots__ = ("_until",)
 
-    def __init__(self, seconds: float = SECONDS) -> None:
-        self.seconds = seconds
+    def __init__(self) -> None:
         self._until = 0.0
 
     @property
@@ -27,4 +26,4 @@ class Pause:
         return time.monotonic() < self._until
 
     def start(self) -> None:
-        self._until = time.monotonic() + self.seconds
+        self._until = time.monotonic() + SECONDS

@@ -31,6 +31,7 @@ from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from redis.asyncio import Redis
 
+from gateway import pause
 from gateway.errors import TooManyRequests
 from gateway.pause import Pause
 from schemas.errors import SettingsError
@@ -114,7 +115,7 @@ class RateLimits:
                 log.warning(
                     "rate limits not counted",
                     error=str(exc.storage_error),
-                    for_seconds=self._pause.seconds,
+                    for_seconds=pause.SECONDS,
                 )
                 return
             usage = Usage(

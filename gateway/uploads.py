@@ -14,8 +14,8 @@ import msgspec
 from cachetools import TTLCache
 from litestar import Request, post
 from nats.js.api import Header
-from nats.js.errors import APIError
 
+from actors.errors import AlreadyStored
 from actors.publisher import publish_acked
 from gateway.errors import NotFound, PayloadTooLarge, Unavailable
 from gateway.jobs import current_status, stored_uploaded
@@ -55,9 +55,6 @@ _record_decoder = msgspec.json.Decoder(UploadRecord)
 # gateway.streams).
 _KV_STREAM = f"{subjects.KV_STREAM_PREFIX}{subjects.UPLOADS_BUCKET}"
 _KV_SUBJECT = f"{subjects.KV_PREFIX}.{subjects.UPLOADS_BUCKET}."
-# JetStream's "wrong last sequence" (JSStreamWrongLastSequenceErrF): an expected
-# last subject sequence did not hold.
-_WRONG_LAST_SEQUENCE = 10071
 
 
 # Uploads this process created lately, so that `complete` (usually a few seconds after
@@ -197,9 +194,7 @@ async def complete_upload(
         # Refused if the job has an `uploaded` event already: completed before (or
         # this is a retried publish whose first try was stored).
         ack = await services.publisher.publish(event, first_of_type=True)
-    except APIError as exc:
-        if exc.err_code != _WRONG_LAST_SEQUENCE:
-            raise
+    except AlreadyStored:
         stored = await stored_uploaded(services, record.job_id)
         if stored is None:  # refused for an event that is gone since: nothing to answer
             raise

@@ -65,12 +65,7 @@ async def republish(js: JetStreamContext, msg: RawStreamMsg) -> int:
         raise OpsError(
             f"dead letter {seq} was refused by Postgres: fix the data and replay, or purge it"
         )
-    headers = {
-        k: v
-        for k, v in dl.event_headers_of(msg.headers).items()
-        if not k.startswith("Conveyor-Original")
-        and k not in (dl.DELIVERED, dl.ACTOR, dl.ERROR, subjects.MSG_ID_HEADER)
-    }
+    headers = dl.original_headers(msg.headers)
     original = (msg.headers or {}).get(dl.ORIGINAL_SUBJECT)
     if not original:
         raise OpsError(f"dead letter {seq} has no original subject")

@@ -43,6 +43,11 @@ log = structlog.get_logger("ops.provision")
 DAY = 24 * 3600.0
 
 
+def jobs_max_age(settings: Settings) -> float:
+    """Seconds JOBS keeps an event."""
+    return settings.stream_max_age_days * DAY
+
+
 def jobs_stream(settings: Settings) -> StreamConfig:
     return StreamConfig(
         name=subjects.JOBS_STREAM,
@@ -53,7 +58,7 @@ def jobs_stream(settings: Settings) -> StreamConfig:
         # Limits retention (not work-queue): delivered events stay, so ops can replay them.
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
-        max_age=settings.stream_max_age_days * DAY,
+        max_age=jobs_max_age(settings),
         # When a limit is hit the oldest events go, never new writes refused.
         discard=DiscardPolicy.OLD,
         # Retried publishes (same Nats-Msg-Id) within this window are stored once.
@@ -128,7 +133,7 @@ def uploads_bucket(settings: Settings) -> KeyValueConfig:
         history=1,
         # Never longer than JOBS keeps events: whether a ticket was completed is its
         # job's `uploaded` event, which must outlive it (gateway.uploads).
-        ttl=min(7 * DAY, settings.stream_max_age_days * DAY),
+        ttl=min(7 * DAY, jobs_max_age(settings)),
         storage=StorageType.FILE,
         replicas=settings.stream_replicas,
     )

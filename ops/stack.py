@@ -370,8 +370,7 @@ class EmbeddedStack:
             ]
         }
         config = work / "s3-identities.json"
-        config.write_text(json.dumps(identity))
-        config.chmod(0o600)
+        write_private(config, json.dumps(identity))
         argv = [_bin("weed"), "server", f"-dir={work}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1"]
         argv += [f"-{name}={port}" for name, port in ports.items()]
         argv += [

@@ -95,6 +95,16 @@ async def nc(provisioned: Settings) -> AsyncIterator[NATS]:
     await client.close()
 
 
+@pytest.fixture
+async def bucket(nc: NATS) -> AsyncIterator[str]:
+    """A key-value bucket of the test's own: a stream the `ops` user may publish to,
+    which no actor reads."""
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    await nc.jetstream().create_key_value(bucket=name, history=1)
+    yield name
+    await nc.jetstream().delete_key_value(name)
+
+
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment of a Conveyor process given exactly these settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}

@@ -138,8 +138,9 @@ def _distinct(frame: pl.LazyFrame, expr: pl.Expr, engine: Engine | None = None) 
     return int(query.collect(engine=engine or _engine.get()).item())
 
 
-def preview(path: Path) -> list[dict[str, Any]]:
-    head = pl.scan_parquet(path).head(PREVIEW_ROWS).collect()
+def preview(frame: pl.LazyFrame) -> list[dict[str, Any]]:
+    """The first rows of an export `opened`, as JSON values."""
+    head = frame.head(PREVIEW_ROWS).collect()
     return [{k: json_scalar(v) for k, v in row.items()} for row in head.iter_rows(named=True)]
 
 

@@ -89,10 +89,12 @@ def _run(source: Path, info: FileInfo, out: Path, work: Path) -> TableResult:
 
     with opened(export) as table:
         rows, columns = profile_columns(table)
+        if not columns:
+            raise BadFile("no columns")
         duplicates = duplicate_rows(table, rows, work)
-    if not columns:
-        raise BadFile("no columns")
-    pl.scan_parquet(export).sink_csv(out / EXPORT_CSV, engine=ENGINE)
+        # From the frame `opened` holds: a small export is not read from disk again.
+        table.sink_csv(out / EXPORT_CSV, engine=ENGINE)
+        head = preview(table)
     for i, column in enumerate(columns):
         if column.histogram is not None:
             chart = out / f"histogram-{i + 1}.svg"
@@ -100,7 +102,7 @@ def _run(source: Path, info: FileInfo, out: Path, work: Path) -> TableResult:
     return TableResult(
         rows=rows,
         columns=columns,
-        preview=preview(export),
+        preview=head,
         format=fmt,
         duplicate_rows=duplicates,
         distinct_bound=DISTINCT_BOUND,

@@ -25,6 +25,7 @@ from typing import Any
 
 import msgspec
 
+from ops.bench.ceiling import CeilingFigures
 from ops.bench.loadgen import Figures, spawn
 from ops.bench.report import Latency, Report, latency, machine
 from ops.bench.servers import process_stats, server, settings_env
@@ -312,14 +313,14 @@ def _ceiling(settings: Settings, mode: str, args: argparse.Namespace) -> Ceiling
         "--warmup", str(args.warmup),
     ]  # fmt: skip
     done = subprocess.run(argv, env=settings_env(settings), capture_output=True, check=True)
-    f = msgspec.json.decode(done.stdout)
+    f = msgspec.json.decode(done.stdout, type=CeilingFigures)
     return Ceiling(
         mode=mode,
-        in_flight=f["in_flight"],
-        per_second=round(f["count"] / f["seconds"], 1),
-        latency_ms=latency(f["latencies"]),
-        cpu_percent=round(100 * f["cpu_seconds"] / f["seconds"], 1),
-        payload_bytes=f["payload_bytes"],
+        in_flight=f.in_flight,
+        per_second=round(f.count / f.seconds, 1),
+        latency_ms=latency(f.latencies),
+        cpu_percent=round(100 * f.cpu_seconds / f.seconds, 1),
+        payload_bytes=f.payload_bytes,
     )
 
 

@@ -37,7 +37,7 @@ from typing import Any, cast
 import msgspec
 
 from ops.bench.report import Latency, Report, latency, machine
-from ops.bench.servers import cpu_seconds, server, settings_env, wait_http
+from ops.bench.servers import cpu_seconds, process_stats, server, settings_env, wait_http
 from schemas.settings import Settings
 
 
@@ -151,9 +151,11 @@ async def _cpu_in_window(
 ) -> dict[str, float]:
     """CPU seconds each process (with its children) spent inside the measuring window."""
     await asyncio.sleep(max(0.0, window.start - time.monotonic()))
-    before = {name: cpu_seconds(p.pid) for name, p in procs.items()}
+    stats = process_stats()
+    before = {name: cpu_seconds(p.pid, stats) for name, p in procs.items()}
     await asyncio.sleep(max(0.0, window.end - time.monotonic()))
-    return {name: round(cpu_seconds(p.pid) - before[name], 2) for name, p in procs.items()}
+    stats = process_stats()
+    return {name: round(cpu_seconds(p.pid, stats) - before[name], 2) for name, p in procs.items()}
 
 
 @contextlib.contextmanager

@@ -126,9 +126,10 @@ def process_cpu_seconds(pid: int) -> float:
     return _read_stat(Path(f"/proc/{pid}/stat"), os.sysconf("SC_CLK_TCK")).cpu_seconds
 
 
-def cpu_seconds(root: int) -> float:
-    """User + system CPU seconds of process `root` and every descendant alive now."""
-    stats = process_stats()
+def cpu_seconds(root: int, stats: dict[int, ProcessStat] | None = None) -> float:
+    """User + system CPU seconds of process `root` and every descendant alive now (in
+    `stats`, one reading of `process_stats` shared by several roots)."""
+    stats = process_stats() if stats is None else stats
     total, todo = 0.0, [root]
     while todo:
         pid = todo.pop()

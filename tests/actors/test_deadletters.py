@@ -62,22 +62,26 @@ async def test_an_event_published_with_a_precondition_is_dead_lettered_each_time
     job_id = uuid.uuid4()
     # An `uploaded` event as stored: its publish expected no earlier one on its subject.
     headers = {subjects.MSG_ID_HEADER: "m", Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value: "0"}
-    for stream_seq in (1, 2):  # given up on, requeued, given up on again
-        await dead_letter(
-            js,
-            actor="test",
-            stored_subject=f"jobs.{job_id}.uploaded.0",
-            stream_seq=stream_seq,
-            delivered=5,
-            data=b"{}",
-            headers=headers,
-            reason="gave up",
-            job_id=job_id,
+    try:
+        for stream_seq in (1, 2):  # given up on, requeued, given up on again
+            await dead_letter(
+                js,
+                actor="test",
+                stored_subject=f"jobs.{job_id}.uploaded.0",
+                stream_seq=stream_seq,
+                delivered=5,
+                data=b"{}",
+                headers=headers,
+                reason="gave up",
+                job_id=job_id,
+            )
+        stored = await js.get_last_msg(
+            subjects.DEAD_LETTER_STREAM, subjects.dead_letter("test", job_id)
         )
-    stored = await js.get_last_msg(
-        subjects.DEAD_LETTER_STREAM, subjects.dead_letter("test", job_id)
-    )
-    assert stored.headers is not None
-    assert stored.headers[ORIGINAL_SEQ] == "2"
-    assert Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value not in stored.headers
-    await js.purge_stream(subjects.DEAD_LETTER_STREAM, subject=subjects.dead_letter("test", job_id))
+        assert stored.headers is not None
+        assert stored.headers[ORIGINAL_SEQ] == "2"
+        assert Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value not in stored.headers
+    finally:
+        await js.purge_stream(
+            subjects.DEAD_LETTER_STREAM, subject=subjects.dead_letter("test", job_id)
+        )

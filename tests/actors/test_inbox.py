@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 from nats.aio.client import Client as NATS
@@ -15,14 +14,6 @@ from nats.js.errors import NoStreamResponseError
 
 from actors.inbox import Inbox
 from actors.publisher import publish_acked
-
-
-@pytest.fixture
-async def bucket(nc: NATS) -> AsyncIterator[str]:
-    name = f"test-inbox-{uuid.uuid4().hex[:12]}"
-    await nc.jetstream().create_key_value(bucket=name, history=1)
-    yield name
-    await nc.jetstream().delete_key_value(name)
 
 
 async def test_each_reply_reaches_its_own_request(nc: NATS, bucket: str) -> None:
