@@ -15,6 +15,8 @@ import time
 from typing import Any
 
 import msgspec
+import nats.errors
+import structlog
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -22,6 +24,8 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from gateway.errors import Conflict, PayloadTooLarge, Unprocessable
+
+log = structlog.get_logger("gateway.idempotency")
 
 HEADER = b"idempotency-key"
 REPLAYED = b"idempotent-replayed"
@@ -108,6 +112,21 @@ class IdempotencyMiddleware(ASGIMiddleware):
         try:
             await next_app(scope, replay_body, capture)
         finally:
+            await self._settle(slot, revision, digest, status, headers, b"".join(chunks))
+        for message in held:
+            await send(message)
+
+    async def _settle(
+        self,
+        slot: str,
+        revision: int,
+        digest: str,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+    ) -> None:
+        """Record a success's answer under the key, or free the key after anything else."""
+        try:
             if 200 <= status < 300:
                 done = Remembered(
                     request=digest,
@@ -117,14 +136,18 @@ class IdempotencyMiddleware(ASGIMiddleware):
                         for k, v in headers
                         if k.lower() in (b"content-type", b"location")
                     ],
-                    body=base64.b64encode(b"".join(chunks)).decode(),
+                    body=base64.b64encode(body).decode(),
                 )
                 await self._kv.update(slot, msgspec.json.encode(done), last=revision)
             else:
                 # Not a success: nothing to remember; the client may try again.
                 await self._kv.delete(slot, last=revision)
-        for message in held:
-            await send(message)
+        except nats.errors.Error as exc:
+            # NATS went away while the request ran. Its effect is stored (or not) all the
+            # same, and the client must still get its answer, not a 500 in its place.
+            # The reservation stays: a retry with this key is 409 until it counts as
+            # abandoned, then runs again.
+            log.warning("idempotency outcome not recorded", status=status, error=type(exc).__name__)
 
 
 def _abandoned(first: Remembered) -> bool:
