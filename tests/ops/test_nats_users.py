@@ -362,7 +362,9 @@ async def test_notification_actor(login: Callable[[nats_auth.User], Awaitable[As
     await listener.nc.flush()
     await a.nc.publish(subjects.notify_job(job_id, "processed"), b"{}")
     await a.nc.flush()
-    msg = await asyncio.wait_for(heard.get(), 5)
+    # A deadline, not a pause: it came within 5 s too, until a run on a VM whose clock
+    # jumped ahead mid-test (the timeout fired 9 ms in).
+    msg = await asyncio.wait_for(heard.get(), 30)
     assert msg.subject == subjects.notify_job(job_id, "processed")
     a.assert_clean()
     # Not: any job event, any other consumer.
