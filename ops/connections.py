@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 from gateway.auth import ASYMMETRIC, TokenVerifier
 from gateway.jwks import KeySet
 from ops.nats_auth import User, password_of
+from ops.s3_endpoints import cache_endpoints
 from schemas.errors import SettingsError
 from schemas.settings import Settings
 from schemas.subjects import inbox_prefix
@@ -174,4 +175,5 @@ async def s3_client(settings: Settings) -> AsyncIterator[S3Client]:
         region_name=settings.s3_region,
         config=_s3_config(),
     ) as client:
+        cache_endpoints(client)
         yield client

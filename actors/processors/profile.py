@@ -1,15 +1,15 @@
 """Column statistics over a typed table on disk (Parquet), in bounded memory.
 
 Every query streams over the file and keeps only small state: aggregates, at most
-`QUANTILE_BINS` histogram bins, value counts of columns with few distinct values, or
-value counts inside one narrow histogram bin. Nothing holds a whole column, except
-for a small export (`SMALL_EXPORT_BYTES`), which is read into memory once and queried
-there: the same queries, much less fixed cost per query.
+`quantiles.QUANTILE_BINS` histogram bins, value counts of columns with few distinct
+values, or value counts inside one narrow histogram bin. Nothing holds a whole column,
+except for a small export (`SMALL_EXPORT_BYTES`), which is read into memory once and
+queried there, the queries that do not depend on each other all in one call: the same
+figures, at a fraction of the fixed cost per query.
 """
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import datetime as dt
 import itertools
@@ -18,10 +18,11 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 import polars as pl
 
+from actors.processors import quantiles
 from schemas.results import (
     ColumnProfile,
     Histogram,
@@ -35,16 +36,11 @@ TOP_VALUES = 10
 BINS = 20
 DISTINCT_BOUND = 100_000
 """Distinct counts are exact when the HyperLogLog estimate is at most this, else the estimate."""
-QUANTILE_BINS = 4096
-EXACT_CAP = 250_000
-"""Values in one histogram bin that are counted exactly rather than narrowed further."""
-MAX_DEPTH = 8
 DUPLICATE_BUCKET = 2_000_000
 """Row hashes checked per pass when counting duplicate rows."""
 TOP_CANDIDATE_BATCH = 250_000
 TOP_SAMPLE_BATCHES = 4
 TOP_CANDIDATES = 1_000
-QUANTILE_POINTS = (0.05, 0.25, 0.5, 0.75, 0.95)
 MAX_TEXT = 200
 """Text cells are cut to this many characters in a result: a profile describes the data,
 it does not carry it, and it must fit in one event."""
@@ -56,6 +52,7 @@ in-memory engine: the same queries and figures, without re-reading the file and 
 up a streaming pipeline for each of the many small queries a profile makes."""
 Engine = Literal["streaming", "in-memory"]
 _engine: ContextVar[Engine] = ContextVar("profile_engine", default=ENGINE)
+Key = TypeVar("Key")
 
 
 @contextlib.contextmanager
@@ -79,48 +76,61 @@ def profile_columns(frame: pl.LazyFrame) -> tuple[int, list[ColumnProfile]]:
     schema = list(frame.collect_schema().items())
     if not schema:
         return 0, []
-    # One query per column: each reads just its column, and the streaming engine's buffers
-    # for several columns at once would add up to more than the memory budget.
-    stats: dict[str, Any] = {}
-    for i, (name, dtype) in enumerate(schema):
-        query = frame.select(_stat_exprs(i, name, dtype))
-        # Always the streaming engine: its distinct-count estimate (HyperLogLog) differs
-        # from the in-memory engine's, and a figure must not depend on the file's size.
-        stats.update(query.collect(engine=ENGINE).row(0, named=True))
+    stats = _stats(frame, schema)
     rows = int(stats["count0"] + stats["nulls0"])
-    exact = {
-        i
-        for i, (_, dtype) in enumerate(schema)
-        if stats[f"approx{i}"] <= DISTINCT_BOUND and dtype != pl.Null
-    }
-    distinct = [
-        _distinct(frame, pl.col(name)) if i in exact else int(stats[f"approx{i}"])
-        for i, (name, _) in enumerate(schema)
-    ]
+    in_memory = _engine.get() == "in-memory"
+    exact: set[int] = set()
+    finite: dict[int, tuple[float, float, int]] = {}
+    # Every query here needs only the statistics above: in memory, they run side by side.
+    queries: dict[tuple[str, int], pl.LazyFrame] = {}
+    for i, (name, dtype) in enumerate(schema):
+        if stats[f"approx{i}"] <= DISTINCT_BOUND and dtype != pl.Null:
+            exact.add(i)
+            queries["distinct", i] = _distinct_query(frame, pl.col(name))
+        if dtype.is_numeric() and (found := _finite_range(stats, i)):
+            finite[i] = lo, hi, n = found
+            if lo != hi:
+                queries["histogram", i] = quantiles.bin_query(
+                    frame, quantiles.finite_values(name), lo, hi, BINS
+                )
+            if in_memory:
+                queries["quantiles", i] = quantiles.sorted_query(frame, name, n)
+        if _temporal(dtype) and (span := _time_range(stats, i)) and span[0] != span[1]:
+            physical = pl.col(name).to_physical().drop_nulls().cast(pl.Float64)
+            queries["time", i] = quantiles.bin_query(frame, physical, *span, BINS)
+        if _textual(dtype) and rows and i in exact:
+            queries["top", i] = _top_query(_top_values(frame, name))
+    answers = _collect_all(queries)
     columns = []
     for i, (name, dtype) in enumerate(schema):
-        numeric = dtype.is_numeric()
-        temporal = dtype.is_temporal() and dtype != pl.Duration and dtype != pl.Time
-        finite = _finite_range(stats, i) if numeric else None
-        textual = dtype in (pl.String, pl.Boolean, pl.Categorical)
-        top, top_exact = (
-            _top(frame, name, small=i in exact, rows=rows) if textual and rows else (None, True)
-        )
+        top, top_exact = None, True
+        if _textual(dtype) and rows:
+            top_exact = i in exact
+            answer = answers.get(("top", i))
+            top = _top_from(answer if answer is not None else _top_sampled(frame, name, rows))
         columns.append(
             ColumnProfile(
                 name=name,
                 dtype=_dtype_name(dtype),
                 count=int(stats[f"count{i}"]),
                 null_count=int(stats[f"nulls{i}"]),
-                distinct_count=distinct[i],
-                distinct_exact=i in exact or distinct[i] == 0,
+                distinct_count=(
+                    int(answers["distinct", i].item()) if i in exact else int(stats[f"approx{i}"])
+                ),
+                distinct_exact=i in exact or int(stats[f"approx{i}"]) == 0,
                 min=json_scalar(stats[f"min{i}"]),
                 max=json_scalar(stats[f"max{i}"]),
                 mean=_float(stats.get(f"mean{i}")),
                 std=_float(stats.get(f"std{i}")),
-                histogram=_histogram(frame, name, finite) if finite else None,
-                quantiles=_quantiles(frame, name, finite) if finite else None,
-                time_histogram=_time_histogram(frame, name, dtype, stats, i) if temporal else None,
+                histogram=_histogram(finite[i], answers.get(("histogram", i)))
+                if i in finite
+                else None,
+                quantiles=_quantiles(frame, name, finite[i], answers.get(("quantiles", i)))
+                if i in finite
+                else None,
+                time_histogram=_time_histogram(dtype, stats, i, answers.get(("time", i)))
+                if _temporal(dtype)
+                else None,
                 top=top,
                 top_exact=top_exact,
                 min_length=stats.get(f"minlen{i}"),
@@ -131,11 +141,37 @@ def profile_columns(frame: pl.LazyFrame) -> tuple[int, list[ColumnProfile]]:
     return rows, columns
 
 
-def _distinct(frame: pl.LazyFrame, expr: pl.Expr, engine: Engine | None = None) -> int:
+def _stats(frame: pl.LazyFrame, schema: list[tuple[str, pl.DataType]]) -> dict[str, Any]:
+    # Always the streaming engine: its distinct-count estimate (HyperLogLog) differs from
+    # the in-memory engine's, and a figure must not depend on the file's size.
+    exprs = [_stat_exprs(i, name, dtype) for i, (name, dtype) in enumerate(schema)]
+    if _engine.get() == "in-memory":
+        return frame.select(itertools.chain(*exprs)).collect(engine=ENGINE).row(0, named=True)
+    # On disk, one query per column: each reads just its column, and the streaming
+    # engine's buffers for several columns at once would add up to more than the budget.
+    stats: dict[str, Any] = {}
+    for column in exprs:
+        stats.update(frame.select(column).collect(engine=ENGINE).row(0, named=True))
+    return stats
+
+
+def _collect_all(queries: dict[Key, pl.LazyFrame]) -> dict[Key, pl.DataFrame]:
+    """Independent queries' answers: in memory all in one call, where polars runs them side
+    by side and pays its fixed cost per query once; on disk one after the other, since
+    their streaming buffers would add up."""
+    if _engine.get() == "in-memory":
+        return dict(zip(queries, pl.collect_all(queries.values()), strict=True))
+    return {key: query.collect(engine=ENGINE) for key, query in queries.items()}
+
+
+def _distinct_query(frame: pl.LazyFrame, expr: pl.Expr) -> pl.LazyFrame:
     # unique() streams with a hash set of the distinct values; n_unique() would first
     # gather the whole column.
-    query = frame.select(expr.alias("x")).drop_nulls().unique().select(pl.len())
-    return int(query.collect(engine=engine or _engine.get()).item())
+    return frame.select(expr.alias("x")).drop_nulls().unique().select(pl.len())
+
+
+def _distinct(frame: pl.LazyFrame, expr: pl.Expr, engine: Engine | None = None) -> int:
+    return int(_distinct_query(frame, expr).collect(engine=engine or _engine.get()).item())
 
 
 def preview(frame: pl.LazyFrame) -> list[dict[str, Any]]:
@@ -175,7 +211,7 @@ def _stat_exprs(i: int, name: str, dtype: pl.DataType) -> list[pl.Expr]:
         col.max().alias(f"max{i}"),
     ]
     if dtype.is_numeric():
-        values, finite = col.cast(pl.Float64), _finite_values(name)
+        values, finite = col.cast(pl.Float64), quantiles.finite_values(name)
         exprs += [
             values.mean().alias(f"mean{i}"),
             values.std(ddof=1).alias(f"std{i}"),
@@ -203,38 +239,17 @@ def _finite_range(stats: dict[str, Any], i: int) -> tuple[float, float, int] | N
     return float(lo), float(hi), int(n)
 
 
-def _finite_values(name: str) -> pl.Expr:
-    values = pl.col(name).cast(pl.Float64)
-    return values.filter(values.is_finite())
+def _time_range(stats: dict[str, Any], i: int) -> tuple[float, float] | None:
+    lo, hi = stats.get(f"tlo{i}"), stats.get(f"thi{i}")
+    return None if lo is None or hi is None else (float(lo), float(hi))
 
 
-def _bin_index(values: pl.Expr, lo: float, hi: float, bins: int) -> pl.Expr:
-    """Bin b holds lo + b*width <= x < lo + (b+1)*width; the last bin also holds hi."""
-    width = (hi - lo) / bins
-    # Clipping puts the maximum, which would index bin `bins`, into the last bin.
-    guess = ((values - lo) / width).floor().clip(0, bins - 1).cast(pl.Int64)
-    # The division can land a hair off (polars multiplies by the reciprocal): compare with
-    # the reported edges themselves, so a value on an edge goes to the bin it starts.
-    return (
-        pl.when((guess < bins - 1) & (values >= lo + (guess + 1) * width))
-        .then(guess + 1)
-        .when((guess > 0) & (values < lo + guess * width))
-        .then(guess - 1)
-        .otherwise(guess)
-    )
+def _temporal(dtype: pl.DataType) -> bool:
+    return dtype.is_temporal() and dtype != pl.Duration and dtype != pl.Time
 
 
-def _bin_counts(frame: pl.LazyFrame, values: pl.Expr, lo: float, hi: float, bins: int) -> list[int]:
-    counted = (
-        frame.select(_bin_index(values, lo, hi, bins).alias("bin"))
-        .group_by("bin")
-        .agg(pl.len().alias("n"))
-        .collect(engine=_engine.get())
-    )
-    counts = [0] * bins
-    for b, n in counted.iter_rows():
-        counts[b] = n
-    return counts
+def _textual(dtype: pl.DataType) -> bool:
+    return dtype in (pl.String, pl.Boolean, pl.Categorical)
 
 
 def _edges(lo: float, hi: float) -> list[float]:
@@ -246,96 +261,29 @@ def _edges(lo: float, hi: float) -> list[float]:
     return [lo + b * width for b in range(BINS)] + [hi]
 
 
-def _histogram(frame: pl.LazyFrame, name: str, finite: tuple[float, float, int]) -> Histogram:
+def _histogram(finite: tuple[float, float, int], answer: pl.DataFrame | None) -> Histogram:
     lo, hi, n = finite
-    counts = [n] if lo == hi else _bin_counts(frame, _finite_values(name), lo, hi, BINS)
+    counts = [n] if answer is None else quantiles.bin_counts(answer, BINS)
     return Histogram(edges=_edges(lo, hi), counts=counts)
 
 
-def _quantiles(frame: pl.LazyFrame, name: str, finite: tuple[float, float, int]) -> Quantiles:
-    """Exact quantiles of the finite values, linearly interpolated between ranks.
-
-    A histogram finds the bin holding each wanted rank; a bin small enough is counted value
-    by value, a larger one is split into its own histogram, and so on: memory stays bounded
-    by `EXACT_CAP` distinct values whatever the column's size.
-    """
-    lo, hi, n = finite
-    positions = [q * (n - 1) for q in QUANTILE_POINTS]
-    ranks = sorted({r for p in positions for r in (math.floor(p), math.ceil(p))})
-    column = frame.select(_finite_values(name).alias("v"))
-    values = _values_at_ranks(column, ranks, lo, hi, pl.lit(True), 0)
-    found = []
-    for p in positions:
-        below, above = values[math.floor(p)], values[math.ceil(p)]
-        found.append(below + (p - math.floor(p)) * (above - below))
-    return Quantiles(**dict(zip(("p5", "p25", "p50", "p75", "p95"), found, strict=True)))
-
-
-def _values_at_ranks(
-    column: pl.LazyFrame,
-    ranks: list[int],
-    lo: float,
-    hi: float,
-    within: pl.Expr,
-    depth: int,
-) -> dict[int, float]:
-    """The value at each 0-based rank among the values `v` of `column` where `within` holds."""
-    if lo == hi:
-        return dict.fromkeys(ranks, lo)
-    values = pl.col("v")
-    counts = _bin_counts(column.filter(within), values, lo, hi, QUANTILE_BINS)
-    width = (hi - lo) / QUANTILE_BINS
-    found: dict[int, float] = {}
-    wanted: dict[int, list[int]] = {}
-    ends = list(itertools.accumulate(counts))
-    starts = [end - count for end, count in zip(ends, counts, strict=True)]
-    for rank in ranks:
-        wanted.setdefault(bisect.bisect_right(ends, rank), []).append(rank)
-    index = _bin_index(values, lo, hi, QUANTILE_BINS)
-    narrow = [b for b in wanted if counts[b] <= EXACT_CAP or depth >= MAX_DEPTH]
-    if narrow:
-        # All narrow bins in one pass: value counts rather than values, so a bin of one
-        # repeated value stays one row.
-        counted = (
-            column.filter(within)
-            .select(index.alias("bin"), values)
-            .filter(pl.col("bin").is_in(narrow))
-            .group_by("bin", "v")
-            .agg(pl.len().alias("n"))
-            .sort("bin", "v")
-            .collect(engine=_engine.get())
-        )
-        for key, part in counted.partition_by("bin", as_dict=True, maintain_order=True).items():
-            b = int(key[0])
-            relative = {r - starts[b]: r for r in wanted[b]}
-            seen = 0
-            for value, n in part.select("v", "n").iter_rows():
-                seen += n
-                for rel in [rel for rel in relative if rel < seen]:
-                    found[relative.pop(rel)] = float(value)
-    for b in wanted:
-        if b in narrow:
-            continue
-        b_lo = lo + b * width
-        b_hi = hi if b == QUANTILE_BINS - 1 else lo + (b + 1) * width
-        offsets = [r - starts[b] for r in wanted[b]]
-        exact = _values_at_ranks(column, offsets, b_lo, b_hi, within & (index == b), depth + 1)
-        for r, rel in zip(wanted[b], offsets, strict=True):
-            found[r] = exact[rel]
-    return found
+def _quantiles(
+    frame: pl.LazyFrame, name: str, finite: tuple[float, float, int], answer: pl.DataFrame | None
+) -> Quantiles:
+    n = finite[2]
+    if answer is None:
+        return quantiles.refined(frame, name, finite)
+    return quantiles.interpolated(n, dict(zip(quantiles.ranks(n), answer["v"], strict=True)))
 
 
 def _time_histogram(
-    frame: pl.LazyFrame, name: str, dtype: pl.DataType, stats: dict[str, Any], i: int
+    dtype: pl.DataType, stats: dict[str, Any], i: int, answer: pl.DataFrame | None
 ) -> TimeHistogram | None:
-    lo, hi = stats.get(f"tlo{i}"), stats.get(f"thi{i}")
-    if lo is None or hi is None:
+    span = _time_range(stats, i)
+    if span is None:
         return None
-    if lo == hi:
-        counts = [int(stats[f"count{i}"])]
-    else:
-        physical = pl.col(name).to_physical().drop_nulls().cast(pl.Float64)
-        counts = _bin_counts(frame, physical, float(lo), float(hi), BINS)
+    lo, hi = span
+    counts = [int(stats[f"count{i}"])] if answer is None else quantiles.bin_counts(answer, BINS)
     to_iso = _physical_to_iso(dtype)
     return TimeHistogram(edges=[to_iso(e) for e in _edges(lo, hi)], counts=counts)
 
@@ -350,20 +298,30 @@ def _physical_to_iso(dtype: pl.DataType) -> Any:
     return lambda v: (day0 + dt.timedelta(days=v)).isoformat()
 
 
-def _top(frame: pl.LazyFrame, name: str, *, small: bool, rows: int) -> tuple[list[TopValue], bool]:
-    """The most frequent values; exact for few distinct values, else from candidates."""
-    values = frame.select(pl.col(name).drop_nulls().cast(pl.String).alias("value"))
-    if not small:
-        candidates = _top_candidates(values, rows)
-        values = values.filter(pl.col("value").is_in(candidates))
-    top = (
+def _top_values(frame: pl.LazyFrame, name: str) -> pl.LazyFrame:
+    return frame.select(pl.col(name).drop_nulls().cast(pl.String).alias("value"))
+
+
+def _top_query(values: pl.LazyFrame) -> pl.LazyFrame:
+    """The most frequent of `values`, with their counts (exact over what it is given)."""
+    return (
         values.group_by("value")
         .agg(pl.len().alias("count"))
         .sort(["count", "value"], descending=[True, False])
         .head(TOP_VALUES)
-        .collect(engine=_engine.get())
     )
-    return [TopValue(value=json_scalar(v), count=n) for v, n in top.iter_rows()], small
+
+
+def _top_sampled(frame: pl.LazyFrame, name: str, rows: int) -> pl.DataFrame:
+    """`_top_query` over the candidates of a column with too many distinct values."""
+    values = _top_values(frame, name)
+    candidates = _top_candidates(values, rows)
+    query = _top_query(values.filter(pl.col("value").is_in(candidates)))
+    return query.collect(engine=_engine.get())
+
+
+def _top_from(answer: pl.DataFrame) -> list[TopValue]:
+    return [TopValue(value=json_scalar(v), count=n) for v, n in answer.iter_rows()]
 
 
 def _top_candidates(values: pl.LazyFrame, rows: int) -> list[str]:

@@ -169,32 +169,49 @@ def _plausible(raw: pl.LazyFrame) -> dict[str, dict[str, pl.Expr]]:
 
     Only these are checked over the whole file, so a text column costs no casts at all.
     Date and time formats are fixed from the sample too: parsing without a format makes
-    polars guess per value, which is slow on a column that is not temporal.
+    polars guess per value, which is slow on a column that is not temporal. Two queries
+    over the sample in all, whatever the width: each query has a fixed cost far above
+    its work on a thousand rows.
     """
     sample = raw.head(SAMPLE_ROWS).collect()
+    names = sample.columns
+    first: list[pl.Expr] = []
+    for i, name in enumerate(names):
+        text = pl.col(name).str.strip_chars()
+        first += [
+            pl.col(name).count().alias(f"n{i}"),
+            text.str.contains(r"^\d").all().alias(f"t{i}"),
+        ]
+        first += [
+            c.count().alias(f"{k}{i}") for k, c in _candidates(pl.col(name), None, None).items()
+        ]
+    counts = sample.select(first).row(0, named=True)
+    # Formats are tried only on columns whose every value starts with a digit.
+    temporal = [i for i in range(len(names)) if counts[f"n{i}"] and counts[f"t{i}"]]
+    second: list[pl.Expr] = []
+    for i in temporal:
+        parse = pl.col(names[i]).str.strip_chars().str
+        second += [parse.to_date(f, strict=False).count().alias(f"d{i}:{f}") for f in DATE_FORMATS]
+        for f in DATETIME_FORMATS:
+            second.append(parse.to_datetime(f, strict=False).count().alias(f"dt{i}:{f}"))
+            # The candidate's own cast (microseconds) must read them too.
+            us = parse.to_datetime(f, strict=False, time_unit="us").count()
+            second.append(us.alias(f"us{i}:{f}"))
+    parsed = sample.select(second).row(0, named=True) if second else {}
     plausible: dict[str, dict[str, pl.Expr]] = {}
-    for name in sample.columns:
-        values = sample.select(pl.col(name).drop_nulls())
-        temporal = values.height > 0 and values[name].str.strip_chars().str.contains(r"^\d").all()
+    for i, name in enumerate(names):
+        n = counts[f"n{i}"]
         date = datetime = None
-        if temporal:
-            text = pl.col(name).str.strip_chars().str
-            date = _first_format(values, {f: text.to_date(f, strict=False) for f in DATE_FORMATS})
-            datetime = _first_format(
-                values, {f: text.to_datetime(f, strict=False) for f in DATETIME_FORMATS}
-            )
+        if i in temporal:
+            date = next((f for f in DATE_FORMATS if parsed[f"d{i}:{f}"] == n), None)
+            datetime = next((f for f in DATETIME_FORMATS if parsed[f"dt{i}:{f}"] == n), None)
+        # A chosen date format reads every value; a datetime one must in microseconds too.
+        reads = {k: counts[f"{k}{i}"] == n for k in ("int", "float", "bool")}
+        reads["date"] = True
+        reads["datetime"] = datetime is not None and parsed[f"us{i}:{datetime}"] == n
         candidates = _candidates(pl.col(name), date, datetime)
-        counts = values.select(c.count().alias(k) for k, c in candidates.items()).row(0, named=True)
-        plausible[name] = {k: c for k, c in candidates.items() if counts[k] == values.height}
+        plausible[name] = {k: c for k, c in candidates.items() if reads[k]}
     return plausible
-
-
-def _first_format(values: pl.DataFrame, parsers: dict[str, pl.Expr]) -> str | None:
-    """The first format whose parser (a cast giving null where it fails) reads every value."""
-    return next(
-        (f for f, parsed in parsers.items() if values.select(parsed.null_count()).item() == 0),
-        None,
-    )
 
 
 def _typed(raw: pl.LazyFrame, *, count_replaced: bool) -> tuple[pl.LazyFrame, int]:

@@ -49,6 +49,7 @@ import polars as pl
 import pytest
 
 from actors.processors import profile as profile_module
+from actors.processors import quantiles as quantiles_module
 from actors.processors import tabular as tabular_module
 from actors.processors.base import FileInfo
 from actors.processors.tabular import TabularProcessor
@@ -122,6 +123,11 @@ def run_full(path: Path, mime: str = CSV) -> Ran:
 
 def run(path: Path, mime: str = CSV) -> TableResult:
     return run_full(path, mime).result
+
+
+def streamed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Profile every export as a large one: scanned from disk, not read into memory."""
+    monkeypatch.setattr(profile_module, "SMALL_EXPORT_BYTES", 0)
 
 
 def write(
@@ -569,8 +575,16 @@ def mixed_rows(rng: random.Random, n: int, duplicates: int = 0) -> list[list[str
     return rows
 
 
-@pytest.mark.parametrize(("seed", "newline"), [(1, "\n"), (2, "\r\n"), (3, "\n")])
-def test_generated_mixed_table(tmp_path: Path, seed: int, newline: str) -> None:
+@pytest.mark.parametrize(
+    ("seed", "newline", "on_disk"),
+    # The last as a large export is profiled: scanned from disk, each query on its own.
+    [(1, "\n", False), (2, "\r\n", False), (3, "\n", False), (4, "\n", True)],
+)
+def test_generated_mixed_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int, newline: str, on_disk: bool
+) -> None:
+    if on_disk:
+        streamed(monkeypatch)
     rng = random.Random(seed)
     rows = [HEADER, *mixed_rows(rng, 3000, duplicates=25)]
     path = write(tmp_path / "mixed.csv", rows, newline=newline)
@@ -1037,8 +1051,9 @@ def test_parquet(tmp_path: Path) -> None:
 
 def test_quantile_refinement(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Bins fuller than EXACT_CAP are split again; one giant outlier forces deep nesting."""
-    monkeypatch.setattr(profile_module, "EXACT_CAP", 50)
-    monkeypatch.setattr(profile_module, "QUANTILE_BINS", 8)
+    streamed(monkeypatch)
+    monkeypatch.setattr(quantiles_module, "EXACT_CAP", 50)
+    monkeypatch.setattr(quantiles_module, "QUANTILE_BINS", 8)
     rng = random.Random(12)
     values = [f"{rng.paretovariate(1.5):.4f}" for _ in range(3000)]
     values += ["1.0"] * 1500 + ["2.0"] * 700 + ["-3.25"] * 90 + ["1e12"]
@@ -1055,8 +1070,9 @@ def test_quantile_refinement(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 def test_quantile_refinement_small_caps(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cap: int
 ) -> None:
-    monkeypatch.setattr(profile_module, "EXACT_CAP", cap)
-    monkeypatch.setattr(profile_module, "QUANTILE_BINS", 3)
+    streamed(monkeypatch)
+    monkeypatch.setattr(quantiles_module, "EXACT_CAP", cap)
+    monkeypatch.setattr(quantiles_module, "QUANTILE_BINS", 3)
     rng = random.Random(cap)
     values = [str(rng.choice([0, 0, 0, 1, 5, 5, 1000, -1000])) for _ in range(97)] + ["7", "8"]
     path = write(tmp_path / "small.csv", [["v"], *[[v] for v in values]])
