@@ -13,6 +13,19 @@ HTTPException (litestar)
 from __future__ import annotations
 
 from litestar.exceptions import HTTPException
+from nats.errors import ConnectionClosedError, NoRespondersError, OutboundBufferLimitError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.errors import NoStreamResponseError
+
+NATS_UNREACHABLE = (
+    NatsTimeoutError,
+    NoRespondersError,
+    ConnectionClosedError,
+    OutboundBufferLimitError,
+    # A JetStream publish nobody answered (ServiceUnavailableError is one too).
+    NoStreamResponseError,
+)
+"""What a NATS request raises when the server or the stream behind it does not answer."""
 
 
 class ProblemError(HTTPException):

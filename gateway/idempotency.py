@@ -15,7 +15,6 @@ import time
 from typing import Any
 
 import msgspec
-import nats.errors
 import structlog
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
@@ -23,7 +22,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from gateway.errors import Conflict, PayloadTooLarge, Unprocessable
+from gateway.errors import NATS_UNREACHABLE, Conflict, PayloadTooLarge, Unprocessable
 
 log = structlog.get_logger("gateway.idempotency")
 
@@ -142,7 +141,7 @@ class IdempotencyMiddleware(ASGIMiddleware):
             else:
                 # Not a success: nothing to remember; the client may try again.
                 await self._kv.delete(slot, last=revision)
-        except nats.errors.Error as exc:
+        except NATS_UNREACHABLE as exc:
             # NATS went away while the request ran. Its effect is stored (or not) all the
             # same, and the client must still get its answer, not a 500 in its place.
             # The reservation stays: a retry with this key is 409 until it counts as

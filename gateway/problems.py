@@ -11,11 +11,9 @@ import msgspec
 import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
-from nats.errors import ConnectionClosedError, NoRespondersError, OutboundBufferLimitError
-from nats.errors import TimeoutError as NatsTimeoutError
 
 from actors.errors import TransientError
-from gateway.errors import ProblemError
+from gateway.errors import NATS_UNREACHABLE, ProblemError
 from schemas.api import Problem
 
 log = structlog.get_logger("gateway")
@@ -69,10 +67,7 @@ def on_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Re
 
 _UNAVAILABLE = (
     TransientError,
-    NatsTimeoutError,
-    NoRespondersError,
-    ConnectionClosedError,
-    OutboundBufferLimitError,
+    *NATS_UNREACHABLE,
     # Postgres down, restarting or out of connections.
     OSError,
     asyncpg.PostgresConnectionError,

@@ -23,6 +23,7 @@ from typing import Any, Final, Literal, TypeVar
 import polars as pl
 
 from actors.processors import quantiles
+from actors.processors.bins import bin_counts, bin_query, finite_values
 from schemas.results import (
     ColumnProfile,
     Histogram,
@@ -51,7 +52,11 @@ SMALL_EXPORT_BYTES = 16 * 1024 * 1024
 in-memory engine: the same queries and figures, without re-reading the file and setting
 up a streaming pipeline for each of the many small queries a profile makes."""
 Engine = Literal["streaming", "in-memory"]
+TOGETHER_BYTES = 64 * 1024 * 1024
+"""An export in memory up to this size has its independent queries run side by side
+(`pl.collect_all`): their working memory adds up, to a few times the table's."""
 _engine: ContextVar[Engine] = ContextVar("profile_engine", default=ENGINE)
+_together: ContextVar[bool] = ContextVar("profile_together", default=False)
 Key = TypeVar("Key")
 
 
@@ -60,15 +65,19 @@ def opened(path: Path) -> Iterator[pl.LazyFrame]:
     """The export for `profile_columns` and `duplicate_rows`, read into memory once if
     small (their queries then run on the in-memory engine), else scanned as they go."""
     engine: Engine
+    together = False
     if path.stat().st_size <= SMALL_EXPORT_BYTES:
-        frame, engine = pl.read_parquet(path).lazy(), "in-memory"
+        table = pl.read_parquet(path)
+        frame, engine = table.lazy(), "in-memory"
+        together = table.estimated_size() <= TOGETHER_BYTES
     else:
         frame, engine = pl.scan_parquet(path), ENGINE
-    token = _engine.set(engine)
+    tokens = _engine.set(engine), _together.set(together)
     try:
         yield frame
     finally:
-        _engine.reset(token)
+        _engine.reset(tokens[0])
+        _together.reset(tokens[1])
 
 
 def profile_columns(frame: pl.LazyFrame) -> tuple[int, list[ColumnProfile]]:
@@ -81,23 +90,24 @@ def profile_columns(frame: pl.LazyFrame) -> tuple[int, list[ColumnProfile]]:
     in_memory = _engine.get() == "in-memory"
     exact: set[int] = set()
     finite: dict[int, tuple[float, float, int]] = {}
-    # Every query here needs only the statistics above: in memory, they run side by side.
+    # Every query here needs only the statistics above: a small table runs them together.
     queries: dict[tuple[str, int], pl.LazyFrame] = {}
     for i, (name, dtype) in enumerate(schema):
         if stats[f"approx{i}"] <= DISTINCT_BOUND and dtype != pl.Null:
             exact.add(i)
             queries["distinct", i] = _distinct_query(frame, pl.col(name))
         if dtype.is_numeric() and (found := _finite_range(stats, i)):
-            finite[i] = lo, hi, n = found
+            finite[i] = found
+            lo, hi, n = found
             if lo != hi:
-                queries["histogram", i] = quantiles.bin_query(
-                    frame, quantiles.finite_values(name), lo, hi, BINS
-                )
+                queries["histogram", i] = bin_query(frame, finite_values(name), lo, hi, BINS)
             if in_memory:
                 queries["quantiles", i] = quantiles.sorted_query(frame, name, n)
-        if _temporal(dtype) and (span := _time_range(stats, i)) and span[0] != span[1]:
+        span = _time_range(stats, i) if _temporal(dtype) else None
+        # Binned as floats: nanosecond values too close for a float to tell apart are one bin.
+        if span is not None and float(span[0]) != float(span[1]):
             physical = pl.col(name).to_physical().drop_nulls().cast(pl.Float64)
-            queries["time", i] = quantiles.bin_query(frame, physical, *span, BINS)
+            queries["time", i] = bin_query(frame, physical, float(span[0]), float(span[1]), BINS)
         if _textual(dtype) and rows and i in exact:
             queries["top", i] = _top_query(_top_values(frame, name))
     answers = _collect_all(queries)
@@ -156,12 +166,16 @@ def _stats(frame: pl.LazyFrame, schema: list[tuple[str, pl.DataType]]) -> dict[s
 
 
 def _collect_all(queries: dict[Key, pl.LazyFrame]) -> dict[Key, pl.DataFrame]:
-    """Independent queries' answers: in memory all in one call, where polars runs them side
-    by side and pays its fixed cost per query once; on disk one after the other, since
-    their streaming buffers would add up."""
-    if _engine.get() == "in-memory":
-        return dict(zip(queries, pl.collect_all(queries.values()), strict=True))
-    return {key: query.collect(engine=ENGINE) for key, query in queries.items()}
+    """Independent queries' answers: for a small table in memory all in one call, where
+    polars runs them side by side and pays its fixed cost per query once; else one after
+    the other, since their buffers would add up."""
+    if not queries:
+        return {}
+    if _together.get():
+        answers = pl.collect_all(queries.values(), engine="in-memory")
+        return dict(zip(queries, answers, strict=True))
+    engine = _engine.get()
+    return {key: query.collect(engine=engine) for key, query in queries.items()}
 
 
 def _distinct_query(frame: pl.LazyFrame, expr: pl.Expr) -> pl.LazyFrame:
@@ -211,7 +225,7 @@ def _stat_exprs(i: int, name: str, dtype: pl.DataType) -> list[pl.Expr]:
         col.max().alias(f"max{i}"),
     ]
     if dtype.is_numeric():
-        values, finite = col.cast(pl.Float64), quantiles.finite_values(name)
+        values, finite = col.cast(pl.Float64), finite_values(name)
         exprs += [
             values.mean().alias(f"mean{i}"),
             values.std(ddof=1).alias(f"std{i}"),
@@ -239,9 +253,10 @@ def _finite_range(stats: dict[str, Any], i: int) -> tuple[float, float, int] | N
     return float(lo), float(hi), int(n)
 
 
-def _time_range(stats: dict[str, Any], i: int) -> tuple[float, float] | None:
+def _time_range(stats: dict[str, Any], i: int) -> tuple[Any, Any] | None:
+    """The physical (integer) minimum and maximum of temporal column `i`, if any."""
     lo, hi = stats.get(f"tlo{i}"), stats.get(f"thi{i}")
-    return None if lo is None or hi is None else (float(lo), float(hi))
+    return None if lo is None or hi is None else (lo, hi)
 
 
 def _temporal(dtype: pl.DataType) -> bool:
@@ -263,7 +278,7 @@ def _edges(lo: float, hi: float) -> list[float]:
 
 def _histogram(finite: tuple[float, float, int], answer: pl.DataFrame | None) -> Histogram:
     lo, hi, n = finite
-    counts = [n] if answer is None else quantiles.bin_counts(answer, BINS)
+    counts = [n] if answer is None else bin_counts(answer, BINS)
     return Histogram(edges=_edges(lo, hi), counts=counts)
 
 
@@ -273,7 +288,7 @@ def _quantiles(
     n = finite[2]
     if answer is None:
         return quantiles.refined(frame, name, finite)
-    return quantiles.interpolated(n, dict(zip(quantiles.ranks(n), answer["v"], strict=True)))
+    return quantiles.interpolated(n, dict(zip(quantiles.ranks_for(n), answer["v"], strict=True)))
 
 
 def _time_histogram(
@@ -283,9 +298,13 @@ def _time_histogram(
     if span is None:
         return None
     lo, hi = span
-    counts = [int(stats[f"count{i}"])] if answer is None else quantiles.bin_counts(answer, BINS)
+    if answer is None:
+        edges, counts = [lo, hi], [int(stats[f"count{i}"])]
+    else:
+        # From the integers themselves: exact edges even for nanosecond values.
+        edges, counts = _edges(lo, hi), bin_counts(answer, BINS)
     to_iso = _physical_to_iso(dtype)
-    return TimeHistogram(edges=[to_iso(e) for e in _edges(lo, hi)], counts=counts)
+    return TimeHistogram(edges=[to_iso(e) for e in edges], counts=counts)
 
 
 def _physical_to_iso(dtype: pl.DataType) -> Any:

@@ -1,4 +1,4 @@
-"""Exact quantiles of a numeric column, and the equal-width bins they and histograms use.
+"""Exact quantiles of a numeric column.
 
 A table in memory is sorted and read at the wanted ranks. One on disk is never held
 whole: a histogram finds the bin holding each wanted rank; a bin small enough is counted
@@ -16,6 +16,7 @@ from typing import Final
 
 import polars as pl
 
+from actors.processors.bins import bin_counts, bin_index, bin_query, finite_values
 from schemas.results import Quantiles
 
 POINTS = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -26,62 +27,22 @@ MAX_DEPTH = 8
 ENGINE: Final = "streaming"
 
 
-def finite_values(name: str) -> pl.Expr:
-    values = pl.col(name).cast(pl.Float64)
-    return values.filter(values.is_finite())
-
-
-def bin_index(values: pl.Expr, lo: float, hi: float, bins: int) -> pl.Expr:
-    """Bin b holds lo + b*width <= x < lo + (b+1)*width; the last bin also holds hi."""
-    width = (hi - lo) / bins
-    # Clipping puts the maximum, which would index bin `bins`, into the last bin.
-    guess = ((values - lo) / width).floor().clip(0, bins - 1).cast(pl.Int64)
-    # The division can land a hair off (polars multiplies by the reciprocal): compare with
-    # the reported edges themselves, so a value on an edge goes to the bin it starts.
-    return (
-        pl.when((guess < bins - 1) & (values >= lo + (guess + 1) * width))
-        .then(guess + 1)
-        .when((guess > 0) & (values < lo + guess * width))
-        .then(guess - 1)
-        .otherwise(guess)
-    )
-
-
-def bin_query(
-    frame: pl.LazyFrame, values: pl.Expr, lo: float, hi: float, bins: int
-) -> pl.LazyFrame:
-    """How many `values` fall in each bin, as (bin, n) rows; see `bin_counts`."""
-    return (
-        frame.select(bin_index(values, lo, hi, bins).alias("bin"))
-        .group_by("bin")
-        .agg(pl.len().alias("n"))
-    )
-
-
-def bin_counts(answer: pl.DataFrame, bins: int) -> list[int]:
-    """A `bin_query`'s answer as one count per bin."""
-    counts = [0] * bins
-    for b, n in answer.iter_rows():
-        counts[b] = n
-    return counts
-
-
 def _positions(n: int) -> list[float]:
     return [q * (n - 1) for q in POINTS]
 
 
-def ranks(n: int) -> list[int]:
+def ranks_for(n: int) -> list[int]:
     """The 0-based ranks among `n` values that the quantiles are interpolated between."""
     return sorted({r for p in _positions(n) for r in (math.floor(p), math.ceil(p))})
 
 
 def sorted_query(frame: pl.LazyFrame, name: str, n: int) -> pl.LazyFrame:
-    """The finite values of column `name` (`n` of them) at `ranks(n)`, for a table in memory."""
-    return frame.select(finite_values(name).sort().gather(ranks(n)).alias("v"))
+    """The finite values of column `name` (`n` of them) at `ranks_for(n)`, for a table in memory."""
+    return frame.select(finite_values(name).sort().gather(ranks_for(n)).alias("v"))
 
 
 def interpolated(n: int, at: dict[int, float]) -> Quantiles:
-    """The quantiles of `n` values, from the values `at` each of `ranks(n)`."""
+    """The quantiles of `n` values, from the values `at` each of `ranks_for(n)`."""
     found = []
     for p in _positions(n):
         below, above = at[math.floor(p)], at[math.ceil(p)]
@@ -94,7 +55,7 @@ def refined(frame: pl.LazyFrame, name: str, finite: tuple[float, float, int]) ->
     histograms, each a streaming pass over `frame`."""
     lo, hi, n = finite
     column = frame.select(finite_values(name).alias("v"))
-    return interpolated(n, _values_at_ranks(column, ranks(n), lo, hi, pl.lit(True), 0))
+    return interpolated(n, _values_at_ranks(column, ranks_for(n), lo, hi, pl.lit(True), 0))
 
 
 def _values_at_ranks(

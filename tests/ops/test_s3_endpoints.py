@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from botocore.loaders import create_loader
 
 from ops.connections import s3_client
-from ops.s3_endpoints import UNREAD_PARAMETERS
+from ops.s3_endpoints import UNREAD_PARAMETERS, cache_endpoints
 from schemas.settings import Settings
 
 
@@ -27,6 +28,10 @@ def test_the_dropped_parameters_are_read_by_no_rule() -> None:
     assert set(rules["parameters"]) >= UNREAD_PARAMETERS
     assert not _refs(rules["rules"]) & UNREAD_PARAMETERS
     assert _refs(rules["rules"])  # the walk does find references
+    # Nor inside a template string, such as a URL's "{Bucket}".
+    text = json.dumps(rules["rules"])
+    assert "{Bucket" in text
+    assert not [name for name in UNREAD_PARAMETERS if "{" + name in text]
 
 
 async def test_two_keys_share_one_resolved_endpoint() -> None:
@@ -45,6 +50,6 @@ async def test_two_keys_share_one_resolved_endpoint() -> None:
         # The very object botocore's cache handed out the first time.
         assert second is first
         assert first.url == "http://127.0.0.1:9/conveyor"
-        # Made once per client.
-        async with s3_client(settings) as other:
-            assert other._ruleset_resolver._provider is not provider  # type: ignore[attr-defined]
+        # Wrapped once, however often asked.
+        cache_endpoints(client)
+        assert client._ruleset_resolver._provider is provider  # type: ignore[attr-defined]
