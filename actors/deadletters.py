@@ -25,15 +25,20 @@ ERROR = "Conveyor-Error"
 _PRECONDITION = "Nats-Expected-"
 
 
-def event_headers_of(headers: dict[str, str] | None) -> dict[str, str]:
+# What `dead_letter` adds to the event's own headers.
+_ADDED = frozenset(
+    {ORIGINAL_SUBJECT, ORIGINAL_SEQ, DELIVERED, ACTOR, ERROR, subjects.MSG_ID_HEADER}
+)
+
+
+def _without_preconditions(headers: dict[str, str] | None) -> dict[str, str]:
     """A stored event's headers, without its publish's preconditions."""
     return {k: v for k, v in (headers or {}).items() if not k.startswith(_PRECONDITION)}
 
 
 def original_headers(headers: dict[str, str] | None) -> dict[str, str]:
     """A dead letter's headers without what `dead_letter` added: the event's own."""
-    added = {ORIGINAL_SUBJECT, ORIGINAL_SEQ, DELIVERED, ACTOR, ERROR, subjects.MSG_ID_HEADER}
-    return {k: v for k, v in event_headers_of(headers).items() if k not in added}
+    return {k: v for k, v in _without_preconditions(headers).items() if k not in _ADDED}
 
 
 async def dead_letter(
@@ -49,7 +54,7 @@ async def dead_letter(
     job_id: uuid.UUID | None,
 ) -> None:
     """Store the original payload and headers with the error; once per (actor, message)."""
-    out = event_headers_of(headers)
+    out = _without_preconditions(headers)
     out.update(
         {
             # The published subject, without the partition: where a retry goes.

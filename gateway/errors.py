@@ -22,7 +22,7 @@ NATS_UNREACHABLE = (
     NoRespondersError,
     ConnectionClosedError,
     OutboundBufferLimitError,
-    # A JetStream publish nobody answered (ServiceUnavailableError is one too).
+    # A JetStream publish nobody answered.
     NoStreamResponseError,
 )
 """What a NATS request raises when the server or the stream behind it does not answer."""

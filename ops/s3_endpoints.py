@@ -25,9 +25,6 @@ class _Provider:
     def __init__(self, provider: Any) -> None:
         self._provider = provider
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._provider, name)
-
     def resolve_endpoint(self, **params: Any) -> Any:
         for name in UNREAD_PARAMETERS:
             params.pop(name, None)

@@ -113,6 +113,7 @@ def profile_columns(frame: pl.LazyFrame) -> tuple[int, list[ColumnProfile]]:
     answers = _collect_all(queries)
     columns = []
     for i, (name, dtype) in enumerate(schema):
+        span = _time_range(stats, i) if _temporal(dtype) else None
         top, top_exact = None, True
         if _textual(dtype) and rows:
             top_exact = i in exact
@@ -138,8 +139,10 @@ def profile_columns(frame: pl.LazyFrame) -> tuple[int, list[ColumnProfile]]:
                 quantiles=_quantiles(frame, name, finite[i], answers.get(("quantiles", i)))
                 if i in finite
                 else None,
-                time_histogram=_time_histogram(dtype, stats, i, answers.get(("time", i)))
-                if _temporal(dtype)
+                time_histogram=_time_histogram(
+                    dtype, span, int(stats[f"count{i}"]), answers.get(("time", i))
+                )
+                if span is not None
                 else None,
                 top=top,
                 top_exact=top_exact,
@@ -292,14 +295,11 @@ def _quantiles(
 
 
 def _time_histogram(
-    dtype: pl.DataType, stats: dict[str, Any], i: int, answer: pl.DataFrame | None
-) -> TimeHistogram | None:
-    span = _time_range(stats, i)
-    if span is None:
-        return None
+    dtype: pl.DataType, span: tuple[Any, Any], count: int, answer: pl.DataFrame | None
+) -> TimeHistogram:
     lo, hi = span
     if answer is None:
-        edges, counts = [lo, hi], [int(stats[f"count{i}"])]
+        edges, counts = [lo, hi], [count]
     else:
         # From the integers themselves: exact edges even for nanosecond values.
         edges, counts = _edges(lo, hi), bin_counts(answer, BINS)

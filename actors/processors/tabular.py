@@ -148,20 +148,24 @@ DATETIME_FORMATS = [
 SAMPLE_ROWS = 1000
 
 
-def _candidates(col: pl.Expr, date: str | None, datetime: str | None) -> dict[str, pl.Expr]:
-    """Each type a text column may turn out to be, as a cast that gives null where it fails."""
+def _candidates(col: pl.Expr) -> dict[str, pl.Expr]:
+    """Each non-temporal type a text column may turn out to be, as a cast that gives
+    null where it fails (in the order they are preferred, before date and datetime)."""
     stripped = col.str.strip_chars()
     lower = stripped.str.to_lowercase()
-    found = {
+    return {
         "int": stripped.cast(pl.Int64, strict=False),
         "float": stripped.cast(pl.Float64, strict=False),
         "bool": pl.when(lower.is_in(["true", "false"])).then(lower == "true"),
     }
-    if date is not None:
-        found["date"] = stripped.str.to_date(date, strict=False)
-    if datetime is not None:
-        found["datetime"] = stripped.str.to_datetime(datetime, strict=False, time_unit="us")
-    return found
+
+
+def _date(col: pl.Expr, fmt: str) -> pl.Expr:
+    return col.str.strip_chars().str.to_date(fmt, strict=False)
+
+
+def _datetime(col: pl.Expr, fmt: str) -> pl.Expr:
+    return col.str.strip_chars().str.to_datetime(fmt, strict=False, time_unit="us")
 
 
 def _plausible(raw: pl.LazyFrame) -> dict[str, dict[str, pl.Expr]]:
@@ -175,42 +179,40 @@ def _plausible(raw: pl.LazyFrame) -> dict[str, dict[str, pl.Expr]]:
     """
     sample = raw.head(SAMPLE_ROWS).collect()
     names = sample.columns
+    cols = [pl.col(name) for name in names]
+    base = [_candidates(col) for col in cols]
     first: list[pl.Expr] = []
-    for i, name in enumerate(names):
-        text = pl.col(name).str.strip_chars()
+    for i, col in enumerate(cols):
         first += [
-            pl.col(name).count().alias(f"n{i}"),
-            text.str.contains(r"^\d").all().alias(f"t{i}"),
-        ]
-        first += [
-            c.count().alias(f"{k}{i}") for k, c in _candidates(pl.col(name), None, None).items()
+            col.count().alias(f"n{i}"),
+            col.str.strip_chars().str.contains(r"^\d").all().alias(f"t{i}"),
+            *(cast.count().alias(f"{kind}{i}") for kind, cast in base[i].items()),
         ]
     counts = sample.select(first).row(0, named=True)
     # Formats are tried only on columns whose every value starts with a digit.
     temporal = [i for i in range(len(names)) if counts[f"n{i}"] and counts[f"t{i}"]]
     second: list[pl.Expr] = []
     for i in temporal:
-        parse = pl.col(names[i]).str.strip_chars().str
-        second += [parse.to_date(f, strict=False).count().alias(f"d{i}:{f}") for f in DATE_FORMATS]
+        parse = cols[i].str.strip_chars().str
+        second += [_date(cols[i], f).count().alias(f"d{i}:{f}") for f in DATE_FORMATS]
         for f in DATETIME_FORMATS:
+            # A format is chosen by how polars reads it unasked; the candidate's own
+            # cast (microseconds) must then read the values too.
             second.append(parse.to_datetime(f, strict=False).count().alias(f"dt{i}:{f}"))
-            # The candidate's own cast (microseconds) must read them too.
-            us = parse.to_datetime(f, strict=False, time_unit="us").count()
-            second.append(us.alias(f"us{i}:{f}"))
+            second.append(_datetime(cols[i], f).count().alias(f"us{i}:{f}"))
     parsed = sample.select(second).row(0, named=True) if second else {}
     plausible: dict[str, dict[str, pl.Expr]] = {}
     for i, name in enumerate(names):
         n = counts[f"n{i}"]
-        date = datetime = None
+        found = {kind: cast for kind, cast in base[i].items() if counts[f"{kind}{i}"] == n}
         if i in temporal:
             date = next((f for f in DATE_FORMATS if parsed[f"d{i}:{f}"] == n), None)
+            if date is not None:
+                found["date"] = _date(cols[i], date)
             datetime = next((f for f in DATETIME_FORMATS if parsed[f"dt{i}:{f}"] == n), None)
-        # A chosen date format reads every value; a datetime one must in microseconds too.
-        reads = {k: counts[f"{k}{i}"] == n for k in ("int", "float", "bool")}
-        reads["date"] = True
-        reads["datetime"] = datetime is not None and parsed[f"us{i}:{datetime}"] == n
-        candidates = _candidates(pl.col(name), date, datetime)
-        plausible[name] = {k: c for k, c in candidates.items() if reads[k]}
+            if datetime is not None and parsed[f"us{i}:{datetime}"] == n:
+                found["datetime"] = _datetime(cols[i], datetime)
+        plausible[name] = found
     return plausible
 
 

@@ -90,6 +90,7 @@ async def _publish(
             if measuring:
                 latencies.append(time.perf_counter() - now)
         count = len(latencies)
+        cpu_to = own_cpu_seconds()
     else:
         counted = 0
 
@@ -106,9 +107,11 @@ async def _publish(
             # Waits while `in_flight` acks are outstanding.
             future = await js.publish_async(subject, payload, headers=headers)
             future.add_done_callback(acked)
+        # The window ends here: the acks still to come are not counted, nor their CPU.
+        cpu_to = own_cpu_seconds()
         await js.publish_async_completed()
         count = counted
-    cpu = own_cpu_seconds() - cpu_from
+    cpu = cpu_to - cpu_from
     return CeilingFigures(
         mode=mode,
         in_flight=1 if mode == "sync" else in_flight,

@@ -4,7 +4,8 @@ Each job gets the four events of a small CSV that went through the pipeline:
 `uploaded`, `verifying`, `verified` and `processed` with a small `TableResult`,
 built by `schemas.events.new_event` / `follow_up` exactly as the gateway and the
 actors build them and published as `actors.publisher.Publisher` publishes them
-(`Nats-Msg-Id`, request id), but with async acks in flight.
+(`Nats-Msg-Id`, request id, and on `uploaded` the `Nats-Expected-Last-Subject-Sequence`
+that `complete` sends), but with async acks in flight.
 Jobs advance in waves of `WAVE`, so the events of one job are interleaved with
 those of others in the stream, as under concurrent load.
 """
@@ -170,7 +171,7 @@ async def publish(
         future = await js.publish_async(
             subjects.job_event(event.job_id, event.type),
             encoder.encode(event),
-            headers=event_headers(event),
+            headers=event_headers(event, first_of_type=event.type == "uploaded"),
         )
         future.add_done_callback(settled)
         published += 1

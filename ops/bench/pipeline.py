@@ -37,7 +37,7 @@ from typing import Any, cast
 import msgspec
 
 from ops.bench.report import Latency, Report, latency, machine
-from ops.bench.servers import cpu_seconds, process_stats, server, settings_env, wait_http
+from ops.bench.servers import process_stats, server, settings_env, tree_cpu_seconds, wait_http
 from schemas.settings import Settings
 
 
@@ -150,12 +150,13 @@ async def _cpu_in_window(
     window: Window, procs: dict[str, subprocess.Popen[bytes]]
 ) -> dict[str, float]:
     """CPU seconds each process (with its children) spent inside the measuring window."""
+    roots = {name: p.pid for name, p in procs.items()}
     await asyncio.sleep(max(0.0, window.start - time.monotonic()))
-    stats = process_stats()
-    before = {name: cpu_seconds(p.pid, stats) for name, p in procs.items()}
+    # Off the loop: a scan of /proc would hold up the workers at the window's edges.
+    before = tree_cpu_seconds(roots, await asyncio.to_thread(process_stats))
     await asyncio.sleep(max(0.0, window.end - time.monotonic()))
-    stats = process_stats()
-    return {name: round(cpu_seconds(p.pid, stats) - before[name], 2) for name, p in procs.items()}
+    after = tree_cpu_seconds(roots, await asyncio.to_thread(process_stats))
+    return {name: round(after[name] - before[name], 2) for name in roots}
 
 
 @contextlib.contextmanager

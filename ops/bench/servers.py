@@ -126,17 +126,22 @@ def process_cpu_seconds(pid: int) -> float:
     return _read_stat(Path(f"/proc/{pid}/stat"), os.sysconf("SC_CLK_TCK")).cpu_seconds
 
 
-def cpu_seconds(root: int, stats: dict[int, ProcessStat] | None = None) -> float:
-    """User + system CPU seconds of process `root` and every descendant alive now (in
-    `stats`, one reading of `process_stats` shared by several roots)."""
-    stats = process_stats() if stats is None else stats
-    total, todo = 0.0, [root]
-    while todo:
-        pid = todo.pop()
-        if pid in stats:
-            total += stats[pid].cpu_seconds
-        todo += [child for child, stat in stats.items() if stat.parent == pid]
-    return total
+def tree_cpu_seconds(roots: dict[str, int], stats: dict[int, ProcessStat]) -> dict[str, float]:
+    """User + system CPU seconds of each root process with every descendant alive in
+    `stats` (one reading of `process_stats`), by the roots' names."""
+    children: dict[int, list[int]] = {}
+    for pid, stat in stats.items():
+        children.setdefault(stat.parent, []).append(pid)
+    totals = {}
+    for name, root in roots.items():
+        total, todo = 0.0, [root]
+        while todo:
+            pid = todo.pop()
+            if pid in stats:
+                total += stats[pid].cpu_seconds
+            todo += children.get(pid, [])
+        totals[name] = total
+    return totals
 
 
 def own_cpu_seconds() -> float:

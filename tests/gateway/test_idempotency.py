@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 import httpx
 import pytest
 from litestar import Litestar, Response, post
@@ -14,16 +12,15 @@ from gateway.idempotency import IdempotencyMiddleware
 
 @pytest.mark.parametrize("status", [201, 400])
 async def test_the_answer_goes_out_when_its_outcome_can_not_be_recorded(
-    nc: NATS, status: int
+    nc: NATS, bucket: str, status: int
 ) -> None:
     js = nc.jetstream()
-    name = f"test-{uuid.uuid4().hex[:12]}"
-    kv = await js.create_key_value(bucket=name, history=1)
+    kv = await js.key_value(bucket)
 
     @post("/things")
     async def make() -> Response[dict[str, str]]:
         # The bucket is gone by the time the outcome is recorded, as when NATS is down.
-        await js.delete_key_value(name)
+        await js.delete_key_value(bucket)
         return Response({"made": str(status)}, status_code=status)
 
     app = Litestar([make], middleware=[IdempotencyMiddleware(kv, max_body=1024)])
