@@ -45,7 +45,7 @@ _JOB_COLUMNS = (
 )  # fmt: skip
 _INSERT_EVENTS = (
     "INSERT INTO job_events (seq, event_id, job_id, type, occurred_at, envelope)"
-    " SELECT e.seq, e.event_id, e.job_id, e.type, e.occurred_at, e.envelope::jsonb"
+    " SELECT e.seq, e.event_id, e.job_id, e.type, e.occurred_at, e.envelope::json"
     " FROM unnest($1::bigint[], $2::uuid[], $3::uuid[], $4::text[], $5::timestamptz[],"
     " $6::text[]) AS e(seq, event_id, job_id, type, occurred_at, envelope)"
     " ON CONFLICT DO NOTHING RETURNING seq"
@@ -442,7 +442,7 @@ class PersistenceActor:
         """
         inserted = await conn.fetchval(
             "INSERT INTO job_events (seq, event_id, job_id, type, occurred_at, envelope)"
-            " VALUES ($1, $2, $3, $4, $5, $6::jsonb)"
+            " VALUES ($1, $2, $3, $4, $5, $6::json)"
             " ON CONFLICT DO NOTHING RETURNING true",
             message.seq,
             event.id,

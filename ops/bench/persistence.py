@@ -20,6 +20,7 @@ from typing import Any
 import msgspec
 
 from ops.bench.report import Report, machine
+from ops.bench.servers import ProcessStat, cpu_line, cpu_us_per_event, process_stats
 from ops.bench.stack import bench_stack
 from schemas.settings import Settings
 
@@ -33,6 +34,9 @@ class Side(msgspec.Struct, frozen=True, kw_only=True):
     """Events in the measured part (after the warm-up)."""
     seconds: float
     events_per_s: float
+    cpu_us_per_event: dict[str, float] = {}
+    """CPU per measured event, by process: this one (the actor, or the COPY's client)
+    and the embedded servers it started."""
 
 
 class PersistenceReport(Report, frozen=True, kw_only=True):
@@ -71,6 +75,7 @@ def run(
         ("bare asyncpg COPY (ceiling)", report.bare_copy),
     ):
         echo(f"{label:<36}{side.events:>10}{side.seconds:>10.2f}{side.events_per_s:>12,.0f}")
+        echo(f"  CPU µs per event: {cpu_line(side.cpu_us_per_event)}")
     met = "met" if report.target_met else "NOT met"
     echo(
         f"ratio to the bare COPY: {report.ratio_to_bare_copy:.3f}"
@@ -132,6 +137,7 @@ async def _persistence(
     from ops.processes import refused
 
     deadline = time.monotonic() + max(120.0, count / 500)
+    cpu_from: dict[int, ProcessStat] = {}
     async with (
         nats_connection(settings, name="conveyor-persistence", user="persistence") as nc,
         postgres_pool(settings, size=4) as pool,
@@ -153,10 +159,12 @@ async def _persistence(
                 now = time.perf_counter()
                 if warm is None and runtime.applied >= warm_at:
                     warm = (runtime.applied, now)
+                    cpu_from = await asyncio.to_thread(process_stats)
                 if runtime.applied >= count and await _at_end(watcher, ends):
                     break
                 await asyncio.sleep(0.05)
             finished = time.perf_counter()
+            cpu_to = await asyncio.to_thread(process_stats)
         finally:
             stop.set()
             await task
@@ -164,7 +172,10 @@ async def _persistence(
     measured = count - warm[0]
     seconds = finished - warm[1]
     side = Side(
-        events=measured, seconds=round(seconds, 3), events_per_s=round(measured / seconds, 1)
+        events=measured,
+        seconds=round(seconds, 3),
+        events_per_s=round(measured / seconds, 1),
+        cpu_us_per_event=cpu_us_per_event(cpu_from, cpu_to, "persistence", measured),
     )
     return side, finished - started
 
@@ -209,6 +220,13 @@ async def _bare_copy(pool: Any, warmup: float) -> Side:
         warm_jobs = int(len(jobs) * warmup)
         await copy(events[:warm_events], jobs[:warm_jobs])
         rest = len(events) - warm_events
+        cpu_from = await asyncio.to_thread(process_stats)
         seconds = await copy(events[warm_events:], jobs[warm_jobs:])
+        cpu_to = await asyncio.to_thread(process_stats)
         await conn.execute(f"DROP SCHEMA {SCRATCH} CASCADE")
-    return Side(events=rest, seconds=round(seconds, 3), events_per_s=round(rest / seconds, 1))
+    return Side(
+        events=rest,
+        seconds=round(seconds, 3),
+        events_per_s=round(rest / seconds, 1),
+        cpu_us_per_event=cpu_us_per_event(cpu_from, cpu_to, "COPY client", rest),
+    )

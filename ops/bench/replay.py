@@ -10,12 +10,14 @@ to empty), then rebuilt again, timed: `ops.replay.replay` as `conveyor replay
 from __future__ import annotations
 
 import argparse
+import asyncio
 import time
 from collections.abc import Callable
 
 import msgspec
 
 from ops.bench.report import Report, machine
+from ops.bench.servers import cpu_line, cpu_us_per_event, process_stats
 from ops.bench.stack import bench_stack
 from schemas.settings import Settings
 
@@ -30,6 +32,9 @@ class Rebuild(msgspec.Struct, frozen=True, kw_only=True):
     events_per_s: float
     wall_seconds: float
     """The whole command: leases paused and taken, tables emptied, applied, handed back."""
+    cpu_us_per_event: dict[str, float] = {}
+    """CPU per event over the whole command, by process: this one (replay) and the
+    embedded servers it started."""
 
 
 class ReplayBenchReport(Report, frozen=True, kw_only=True):
@@ -64,6 +69,7 @@ def run(
             f"{label:<36}{r.events:>10}{r.seconds:>10.2f}{r.events_per_s:>12,.0f}"
             f"{r.wall_seconds:>10.2f}"
         )
+        echo(f"  CPU µs per event: {cpu_line(r.cpu_us_per_event)}")
     met = "met" if report.target_met else "NOT met"
     echo(
         f"replay --rebuild: {report.rebuild.events_per_s:,.0f} events/s"
@@ -92,9 +98,11 @@ async def _bench(settings: Settings, count: int, echo: Callable[[str], None]) ->
 
         async def rebuild(label: str) -> Rebuild:
             echo(label)
+            cpu_from = await asyncio.to_thread(process_stats)
             begun = time.perf_counter()
             done = await replay(js, pool, actor, settings, rebuild=True)
             wall = time.perf_counter() - begun
+            cpu_to = await asyncio.to_thread(process_stats)
             stored = await pool.fetchval("SELECT count(*) FROM job_events")
             if done.read != published or done.applied != published or stored != published:
                 raise RuntimeError(
@@ -106,6 +114,7 @@ async def _bench(settings: Settings, count: int, echo: Callable[[str], None]) ->
                 seconds=done.seconds,
                 events_per_s=round(done.read / done.seconds, 1),
                 wall_seconds=round(wall, 3),
+                cpu_us_per_event=cpu_us_per_event(cpu_from, cpu_to, "replay", done.read),
             )
 
         first = await rebuild("applying once (warm-up)")

@@ -144,6 +144,47 @@ def tree_cpu_seconds(roots: dict[str, int], stats: dict[int, ProcessStat]) -> di
     return totals
 
 
+def cpu_by_name(
+    root: int, label: str, before: dict[int, ProcessStat], after: dict[int, ProcessStat]
+) -> dict[str, float]:
+    """CPU seconds that `root` (as `label`) and its descendants used between two
+    readings of `process_stats`, summed by command name: a server's backends and
+    workers count as one. One started in between counts from zero; one that exited
+    in between is missing."""
+    children: dict[int, list[int]] = {}
+    for pid, stat in after.items():
+        children.setdefault(stat.parent, []).append(pid)
+    used: dict[str, float] = {}
+    todo = [root]
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        now = after.get(pid)
+        if now is None:
+            continue
+        was = before.get(pid)
+        name = label if pid == root else now.name
+        used[name] = used.get(name, 0.0) + now.cpu_seconds - (was.cpu_seconds if was else 0.0)
+    return used
+
+
+def cpu_us_per_event(
+    before: dict[int, ProcessStat], after: dict[int, ProcessStat], label: str, events: int
+) -> dict[str, float]:
+    """`cpu_by_name` of this process (as `label`) and what it started, in µs per event,
+    the busiest first."""
+    used = cpu_by_name(os.getpid(), label, before, after)
+    return {
+        name: round(1e6 * seconds / events, 1)
+        for name, seconds in sorted(used.items(), key=lambda item: -item[1])
+        if seconds > 0
+    }
+
+
+def cpu_line(per_event: dict[str, float]) -> str:
+    return ", ".join(f"{name} {us:,.1f}" for name, us in per_event.items())
+
+
 def own_cpu_seconds() -> float:
     """User + system CPU seconds of this process so far."""
     usage = resource.getrusage(resource.RUSAGE_SELF)

@@ -96,9 +96,11 @@ async def test_apply_is_idempotent_and_keeps_the_watermark(
 
     job_id = events[0].job_id
     rows = await pool.fetch(
-        "SELECT seq, type FROM job_events WHERE job_id = $1 ORDER BY seq", job_id
+        "SELECT seq, type, envelope FROM job_events WHERE job_id = $1 ORDER BY seq", job_id
     )
     assert [r["type"] for r in rows] == ["uploaded", "verifying", "verified", "processed"]
+    # Each envelope kept as the stream holds it, byte for byte.
+    assert [r["envelope"].encode() for r in rows] == [m.data for m in batch]
     job = await pool.fetchrow(
         "SELECT status, sha256, last_seq, result FROM jobs WHERE job_id = $1", job_id
     )
