@@ -156,10 +156,10 @@ async def _persistence(
                     raise RuntimeError("the persistence runtime stopped early")
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"persistence applied {runtime.applied} of {count}")
-                now = time.perf_counter()
                 if warm is None and runtime.applied >= warm_at:
-                    warm = (runtime.applied, now)
+                    # The CPU reading first: counted from it, events and time align.
                     cpu_from = await asyncio.to_thread(process_stats)
+                    warm = (runtime.applied, time.perf_counter())
                 if runtime.applied >= count and await _at_end(watcher, ends):
                     break
                 await asyncio.sleep(0.05)

@@ -94,17 +94,20 @@ class ProcessStat(NamedTuple):
     parent: int
     cpu_seconds: float
     """User + system, so far."""
+    reaped_cpu_seconds: float = 0.0
+    """User + system of its children that have exited and been waited for."""
 
 
 def _read_stat(stat: Path, tick: int) -> ProcessStat:
     # The name may hold spaces and parentheses: it ends at the last ")".
     head, _, rest = stat.read_text().rpartition(")")
     fields = rest.split()
-    # After the name: state, ppid, ... utime (12th), stime (13th).
+    # After the name: state, ppid, ... utime, stime, cutime, cstime (12th to 15th).
     return ProcessStat(
         name=head.partition("(")[2],
         parent=int(fields[1]),
         cpu_seconds=(int(fields[11]) + int(fields[12])) / tick,
+        reaped_cpu_seconds=(int(fields[13]) + int(fields[14])) / tick,
     )
 
 
@@ -126,22 +129,27 @@ def process_cpu_seconds(pid: int) -> float:
     return _read_stat(Path(f"/proc/{pid}/stat"), os.sysconf("SC_CLK_TCK")).cpu_seconds
 
 
-def tree_cpu_seconds(roots: dict[str, int], stats: dict[int, ProcessStat]) -> dict[str, float]:
-    """User + system CPU seconds of each root process with every descendant alive in
-    `stats` (one reading of `process_stats`), by the roots' names."""
+def _tree(root: int, stats: dict[int, ProcessStat]) -> dict[int, ProcessStat]:
+    """`root` and its descendants alive in `stats` (one reading of `process_stats`)."""
     children: dict[int, list[int]] = {}
     for pid, stat in stats.items():
         children.setdefault(stat.parent, []).append(pid)
-    totals = {}
-    for name, root in roots.items():
-        total, todo = 0.0, [root]
-        while todo:
-            pid = todo.pop()
-            if pid in stats:
-                total += stats[pid].cpu_seconds
-            todo += children.get(pid, [])
-        totals[name] = total
-    return totals
+    found, todo = {}, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in stats:
+            found[pid] = stats[pid]
+        todo += children.get(pid, [])
+    return found
+
+
+def tree_cpu_seconds(roots: dict[str, int], stats: dict[int, ProcessStat]) -> dict[str, float]:
+    """User + system CPU seconds so far of each root process with its descendants (those
+    alive, and those exited and waited for), by the roots' names."""
+    return {
+        name: sum(s.cpu_seconds + s.reaped_cpu_seconds for s in _tree(root, stats).values())
+        for name, root in roots.items()
+    }
 
 
 def cpu_by_name(
@@ -149,23 +157,19 @@ def cpu_by_name(
 ) -> dict[str, float]:
     """CPU seconds that `root` (as `label`) and its descendants used between two
     readings of `process_stats`, summed by command name: a server's backends and
-    workers count as one. One started in between counts from zero; one that exited
-    in between is missing."""
-    children: dict[int, list[int]] = {}
-    for pid, stat in after.items():
-        children.setdefault(stat.parent, []).append(pid)
-    used: dict[str, float] = {}
-    todo = [root]
-    while todo:
-        pid = todo.pop()
-        todo += children.get(pid, [])
-        now = after.get(pid)
-        if now is None:
-            continue
-        was = before.get(pid)
-        name = label if pid == root else now.name
-        used[name] = used.get(name, 0.0) + now.cpu_seconds - (was.cpu_seconds if was else 0.0)
-    return used
+    workers count as one. Each reading counts a process with its children that exited
+    and were waited for, so one that ended in between still counts (as its parent's
+    name: a Postgres backend under `postgres`), and no pid is matched across readings."""
+
+    def totals(stats: dict[int, ProcessStat]) -> dict[str, float]:
+        used: dict[str, float] = {}
+        for pid, stat in _tree(root, stats).items():
+            name = label if pid == root else stat.name
+            used[name] = used.get(name, 0.0) + stat.cpu_seconds + stat.reaped_cpu_seconds
+        return used
+
+    was, now = totals(before), totals(after)
+    return {name: now.get(name, 0.0) - was.get(name, 0.0) for name in now.keys() | was.keys()}
 
 
 def cpu_us_per_event(
@@ -182,6 +186,7 @@ def cpu_us_per_event(
 
 
 def cpu_line(per_event: dict[str, float]) -> str:
+    """`cpu_us_per_event` as one line: `name µs, name µs`."""
     return ", ".join(f"{name} {us:,.1f}" for name, us in per_event.items())
 
 

@@ -25,7 +25,7 @@ async def pool(provisioned: Settings) -> AsyncIterator[asyncpg.Pool[Any]]:
         yield p
 
 
-def chain(owner: str) -> list[Envelope]:
+def chain(owner: str, *, encoding: str | None = None) -> list[Envelope]:
     job_id = uuid.uuid4()
     uploaded = new_event(
         Uploaded(upload_id=uuid.uuid4(), filename="f.bin", content_type="a/b", size=3, key="k"),
@@ -44,7 +44,7 @@ def chain(owner: str) -> list[Envelope]:
         Processed(
             processor="generic",
             result_key="r",
-            result=FileResult(size=3, sha256="ab" * 32, mime="a/b"),
+            result=FileResult(size=3, sha256="ab" * 32, mime="a/b", encoding=encoding),
         ),
         source="test",
     )
@@ -55,7 +55,7 @@ PARTITION = 3
 
 
 def unstorable(owner: str) -> Envelope:
-    """An event Postgres can not store: a NUL character in text."""
+    """An event Postgres can not store: a NUL character bound for a text column."""
     return new_event(
         Uploaded(upload_id=uuid.uuid4(), filename="a\x00b", content_type="a/b", size=1, key="k"),
         job_id=uuid.uuid4(),
@@ -118,6 +118,46 @@ async def test_apply_is_idempotent_and_keeps_the_watermark(
     }
     assert await actor.watermark(PARTITION) == base + 100
     assert await actor.watermark(PARTITION + 1) == 0
+
+
+async def test_a_nul_in_the_envelope_alone_is_stored_as_sent(
+    pool: asyncpg.Pool[Any], owner: str
+) -> None:
+    refused: list[int] = []
+
+    async def collect(message: Stored, reason: str) -> None:
+        refused.append(message.seq)
+
+    actor = PersistenceActor(pool, collect, stream=f"test-{uuid.uuid4().hex}")
+    base = random.randrange(10**12, 10**15)
+    events = chain(owner, encoding="a\x00b")
+    # The unstorable event sends the batch down the savepoint-per-event path.
+    batch = [stored(e, base + i) for i, e in enumerate([*events, unstorable(owner)])]
+    counts = await actor.apply_batch(batch, epoch=await actor.epoch())
+    assert (counts.applied, counts.dead) == (4, 1)
+    assert refused == [base + 4]
+    envelopes = await pool.fetch(
+        "SELECT envelope FROM job_events WHERE job_id = $1 ORDER BY seq", events[0].job_id
+    )
+    assert [r["envelope"].encode() for r in envelopes] == [m.data for m in batch[:4]]
+    result = await pool.fetchval("SELECT result FROM jobs WHERE job_id = $1", events[0].job_id)
+    assert msgspec.json.decode(result)["encoding"] == "a\x00b"
+
+
+async def test_a_partial_replay_stores_envelopes_as_sent(
+    pool: asyncpg.Pool[Any], owner: str
+) -> None:
+    actor = PersistenceActor(pool, no_dead_letters, stream=f"test-{uuid.uuid4().hex}")
+    base = random.randrange(10**12, 10**15)
+    events = chain(owner)
+    # Without watermarks: the INSERT path, not COPY.
+    batch = [stored(e, base + i) for i, e in enumerate(events)]
+    counts = await actor.apply_batch(batch, epoch=await actor.epoch(), watermarks=False)
+    assert counts.applied == 4
+    envelopes = await pool.fetch(
+        "SELECT envelope FROM job_events WHERE job_id = $1 ORDER BY seq", events[0].job_id
+    )
+    assert [r["envelope"].encode() for r in envelopes] == [m.data for m in batch]
 
 
 async def test_an_older_event_never_moves_a_job_back(pool: asyncpg.Pool[Any], owner: str) -> None:
