@@ -242,11 +242,15 @@ BENCH_SUITES = {
 def cmd_bench(settings: Settings, args: argparse.Namespace) -> None:
     # Imported here: the benchmarks pull in generators and baselines (FastAPI, Celery)
     # the service itself never needs.
-    from ops.bench.report import write
+    from ops.bench.report import cpu_ticks, steal_percent, write
 
     suite = importlib.import_module(f"ops.bench.{args.suite}")
     data_dir = Path(settings.data_dir)
+    ticks = cpu_ticks()
     report = suite.run(settings, args, _echo)
+    report = msgspec.structs.replace(report, steal_percent=steal_percent(ticks, cpu_ticks()))
+    if report.steal_percent is not None:
+        _echo(f"CPU time taken by the hypervisor while the suite ran: {report.steal_percent}%")
     stamp = report.date.replace(":", "").replace("-", "")
     target = Path(args.out) if args.out else data_dir / "bench" / f"{args.suite}-{stamp}.json"
     _echo(f"figures written to {write(report, target)}")

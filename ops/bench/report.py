@@ -20,6 +20,28 @@ class Report(msgspec.Struct, frozen=True, kw_only=True):
     memory_gb: float
     python: str
     platform: str
+    steal_percent: float | None = None
+    """Share of the CPU time, while the suite ran, that the hypervisor gave to other
+    guests (`steal` in /proc/stat): on a shared VM, a suite's figures are only worth
+    as much as this is low. None where /proc/stat is not there."""
+
+
+def cpu_ticks() -> tuple[int, int] | None:
+    """(stolen, all) CPU ticks since boot, every CPU together, or None off Linux."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = stat.readline().split()
+    except OSError:
+        return None
+    # cpu user nice system idle iowait irq softirq steal (guest time is in user).
+    ticks = [int(f) for f in fields[1:9]]
+    return ticks[7], sum(ticks)
+
+
+def steal_percent(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return round(100 * (after[0] - before[0]) / (after[1] - before[1]), 1)
 
 
 def machine() -> dict[str, Any]:
