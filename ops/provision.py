@@ -209,6 +209,10 @@ async def migrate(conn: Connection) -> list[str]:
     applied_now: list[str] = []
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+        # Set after the advisory lock, which may rightly wait for another migrator: a
+        # migration that waits for a table in use gives up rather than hold every reader
+        # and writer of it behind its own lock request. Provisioning can run again.
+        await conn.execute("SET LOCAL lock_timeout = '10s'")
         await conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"

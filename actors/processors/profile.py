@@ -90,6 +90,7 @@ def profile_columns(frame: pl.LazyFrame) -> tuple[int, list[ColumnProfile]]:
     in_memory = _engine.get() == "in-memory"
     exact: set[int] = set()
     finite: dict[int, tuple[float, float, int]] = {}
+    spans: dict[int, tuple[Any, Any]] = {}
     # Every query here needs only the statistics above: a small table runs them together.
     queries: dict[tuple[str, int], pl.LazyFrame] = {}
     for i, (name, dtype) in enumerate(schema):
@@ -103,17 +104,19 @@ def profile_columns(frame: pl.LazyFrame) -> tuple[int, list[ColumnProfile]]:
                 queries["histogram", i] = bin_query(frame, finite_values(name), lo, hi, BINS)
             if in_memory:
                 queries["quantiles", i] = quantiles.sorted_query(frame, name, n)
-        span = _time_range(stats, i) if _temporal(dtype) else None
-        # Binned as floats: nanosecond values too close for a float to tell apart are one bin.
-        if span is not None and float(span[0]) != float(span[1]):
-            physical = pl.col(name).to_physical().drop_nulls().cast(pl.Float64)
-            queries["time", i] = bin_query(frame, physical, float(span[0]), float(span[1]), BINS)
+        if _temporal(dtype) and (span := _time_range(stats, i)):
+            spans[i] = span
+            # Binned as floats: nanosecond values too close for a float to tell apart are
+            # one bin.
+            first, last = float(span[0]), float(span[1])
+            if first != last:
+                physical = pl.col(name).to_physical().drop_nulls().cast(pl.Float64)
+                queries["time", i] = bin_query(frame, physical, first, last, BINS)
         if _textual(dtype) and rows and i in exact:
             queries["top", i] = _top_query(_top_values(frame, name))
     answers = _collect_all(queries)
     columns = []
     for i, (name, dtype) in enumerate(schema):
-        span = _time_range(stats, i) if _temporal(dtype) else None
         top, top_exact = None, True
         if _textual(dtype) and rows:
             top_exact = i in exact
@@ -140,9 +143,9 @@ def profile_columns(frame: pl.LazyFrame) -> tuple[int, list[ColumnProfile]]:
                 if i in finite
                 else None,
                 time_histogram=_time_histogram(
-                    dtype, span, int(stats[f"count{i}"]), answers.get(("time", i))
+                    dtype, spans[i], int(stats[f"count{i}"]), answers.get(("time", i))
                 )
-                if span is not None
+                if i in spans
                 else None,
                 top=top,
                 top_exact=top_exact,

@@ -9,7 +9,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
@@ -129,25 +129,31 @@ def process_cpu_seconds(pid: int) -> float:
     return _read_stat(Path(f"/proc/{pid}/stat"), os.sysconf("SC_CLK_TCK")).cpu_seconds
 
 
-def _tree(root: int, stats: dict[int, ProcessStat]) -> dict[int, ProcessStat]:
-    """`root` and its descendants alive in `stats` (one reading of `process_stats`)."""
+def _trees(stats: dict[int, ProcessStat]) -> Callable[[int], dict[int, ProcessStat]]:
+    """For one reading of `process_stats`: a root's process and its descendants alive
+    then, by pid (the parent map built once for every root asked about)."""
     children: dict[int, list[int]] = {}
     for pid, stat in stats.items():
         children.setdefault(stat.parent, []).append(pid)
-    found, todo = {}, [root]
-    while todo:
-        pid = todo.pop()
-        if pid in stats:
-            found[pid] = stats[pid]
-        todo += children.get(pid, [])
-    return found
+
+    def tree(root: int) -> dict[int, ProcessStat]:
+        found, todo = {}, [root]
+        while todo:
+            pid = todo.pop()
+            if pid in stats:
+                found[pid] = stats[pid]
+            todo += children.get(pid, [])
+        return found
+
+    return tree
 
 
 def tree_cpu_seconds(roots: dict[str, int], stats: dict[int, ProcessStat]) -> dict[str, float]:
     """User + system CPU seconds so far of each root process with its descendants (those
     alive, and those exited and waited for), by the roots' names."""
+    tree = _trees(stats)
     return {
-        name: sum(s.cpu_seconds + s.reaped_cpu_seconds for s in _tree(root, stats).values())
+        name: sum(s.cpu_seconds + s.reaped_cpu_seconds for s in tree(root).values())
         for name, root in roots.items()
     }
 
@@ -163,7 +169,7 @@ def cpu_by_name(
 
     def totals(stats: dict[int, ProcessStat]) -> dict[str, float]:
         used: dict[str, float] = {}
-        for pid, stat in _tree(root, stats).items():
+        for pid, stat in _trees(stats)(root).items():
             name = label if pid == root else stat.name
             used[name] = used.get(name, 0.0) + stat.cpu_seconds + stat.reaped_cpu_seconds
         return used

@@ -9,7 +9,6 @@
 -- Rows already there keep jsonb's rewriting of their text (keys reordered, spaces
 -- added); `conveyor replay --rebuild` writes them again as the stream holds them.
 -- The table is rewritten under an exclusive lock held to the end of provisioning:
--- on a large `job_events`, stop persistence first. The lock is not waited for
--- long: a busy table fails provisioning, which can be run again.
-SET LOCAL lock_timeout = '10s';
+-- on a large `job_events`, stop persistence first. (`migrate` waits at most 10 s
+-- for a lock: a busy table fails provisioning, which can be run again.)
 ALTER TABLE job_events ALTER COLUMN envelope TYPE json USING envelope::json;
