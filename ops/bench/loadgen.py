@@ -27,6 +27,7 @@ from typing import Any, cast
 import msgspec
 
 from ops.bench.servers import own_cpu_seconds, process_cpu_seconds
+from ops.stack import _die_with_parent
 
 CREATE_BODY = msgspec.json.encode(
     {"filename": "data.csv", "content_type": "text/csv", "size": 1024}
@@ -261,41 +262,51 @@ def spawn(
     whose CPU over the measured window the first process reports."""
     processes = max(1, min(processes, concurrency))
     shares = [concurrency // processes + (i < concurrency % processes) for i in range(processes)]
-    procs = []
-    for i, share in enumerate(shares):
-        argv = [
-            sys.executable, "-m", "ops.bench.loadgen", "--port", str(port), "--mode", mode,
-            "--concurrency", str(share), "--duration", str(duration), "--warmup", str(warmup),
-        ]  # fmt: skip
-        if ids_in is not None:
-            argv += ["--ids-in", str(ids_in[i])]
-        if ids_out is not None:
-            argv += ["--ids-out", f"{ids_out}.{i}"]
-        argv += ["--out", str(_figures_file(i))]
-        if i == 0 and server_pid:
-            argv += ["--server-pid", str(server_pid)]
-        # The token by the environment: kept out of the process list.
-        procs.append(
-            subprocess.Popen(argv, stderr=subprocess.PIPE, env={**os.environ, "BENCH_TOKEN": token})
-        )
+    procs: list[subprocess.Popen[bytes]] = []
     merged = Figures(count=0, errors=0, statuses={}, seconds=0.0, latencies=[], cpu_seconds=0.0)
-    for i, proc in enumerate(procs):
-        _, err = proc.communicate()
-        if proc.returncode:
-            raise RuntimeError(
-                f"load generator {proc.args!r} exited {proc.returncode}: {err.decode()[-2000:]}"
+    try:
+        for i, share in enumerate(shares):
+            argv = [
+                sys.executable, "-m", "ops.bench.loadgen", "--port", str(port), "--mode", mode,
+                "--concurrency", str(share), "--duration", str(duration), "--warmup", str(warmup),
+            ]  # fmt: skip
+            if ids_in is not None:
+                argv += ["--ids-in", str(ids_in[i])]
+            if ids_out is not None:
+                argv += ["--ids-out", f"{ids_out}.{i}"]
+            argv += ["--out", str(_figures_file(i))]
+            if i == 0 and server_pid:
+                argv += ["--server-pid", str(server_pid)]
+            # The token by the environment: kept out of the process list.
+            env = {**os.environ, "BENCH_TOKEN": token}
+            procs.append(
+                subprocess.Popen(argv, stderr=subprocess.PIPE, env=env, preexec_fn=_die_with_parent)
             )
-        figures = msgspec.json.decode(_figures_file(i).read_bytes(), type=Figures)
-        _figures_file(i).unlink()
-        merged.count += figures.count
-        merged.errors += figures.errors
-        for k, v in figures.statuses.items():
-            merged.statuses[k] = merged.statuses.get(k, 0) + v
-        # The processes run side by side: the longest one is the window.
-        merged.seconds = max(merged.seconds, figures.seconds)
-        merged.latencies += figures.latencies
-        merged.cpu_seconds += figures.cpu_seconds
-        merged.server_cpu_seconds += figures.server_cpu_seconds
+        for i, proc in enumerate(procs):
+            _, err = proc.communicate()
+            if proc.returncode:
+                raise RuntimeError(
+                    f"load generator {proc.args!r} exited {proc.returncode}: {err.decode()[-2000:]}"
+                )
+            figures = msgspec.json.decode(_figures_file(i).read_bytes(), type=Figures)
+            merged.count += figures.count
+            merged.errors += figures.errors
+            for k, v in figures.statuses.items():
+                merged.statuses[k] = merged.statuses.get(k, 0) + v
+            # The processes run side by side: the longest one is the window.
+            merged.seconds = max(merged.seconds, figures.seconds)
+            merged.latencies += figures.latencies
+            merged.cpu_seconds += figures.cpu_seconds
+            merged.server_cpu_seconds += figures.server_cpu_seconds
+    finally:
+        # One failed (or the bench was interrupted): the others would go on loading
+        # the server for the rest of their duration, into the next measurement.
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        for i in range(len(procs)):
+            _figures_file(i).unlink(missing_ok=True)
     if ids_out is not None:
         with ids_out.open("a") as pool:
             for i in range(processes):
