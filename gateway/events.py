@@ -26,9 +26,10 @@ from schemas import subjects
 from schemas.events import TERMINAL
 
 # Application close codes (4000-4999) mirror HTTP: 4404 no such job, 4401 the token
-# expired while the socket was open.
+# expired while the socket was open, 4429 the owner has too many sockets open.
 CLOSE_NOT_FOUND = 4404
 CLOSE_EXPIRED = 4401
+CLOSE_TOO_MANY = 4429
 # Re-read the stream this often even without a relay.
 POLL_SECONDS = 5.0
 
@@ -61,10 +62,24 @@ async def job_events(socket: WebSocket[str, Any, Any], job_id: str, services: Se
     except ValueError:
         await socket.close(code=CLOSE_NOT_FOUND, reason="no such job")
         return
-    if await find_job(services, jid, socket.user) is None:
+    owner = socket.user
+    if await find_job(services, jid, owner) is None:
         await socket.close(code=CLOSE_NOT_FOUND, reason="no such job")
         return
+    if not services.sockets.claim(owner):
+        await socket.close(
+            code=CLOSE_TOO_MANY,
+            reason=f"{services.sockets.limit} sockets open for this owner already",
+        )
+        return
+    try:
+        await _follow(socket, services, jid)
+    finally:
+        services.sockets.release(owner)
 
+
+async def _follow(socket: WebSocket[str, Any, Any], services: Services, jid: uuid.UUID) -> None:
+    """Sends the job's events until it ends, the token expires or the client leaves."""
     wake = asyncio.Event()
 
     async def on_relay(_msg: Msg) -> None:

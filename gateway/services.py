@@ -18,6 +18,7 @@ from gateway.auth import TokenVerifier
 from gateway.cache import JobCache
 from gateway.presign import Presigner
 from gateway.ratelimit import RateLimits
+from gateway.sockets import OpenSockets
 from gateway.upload_policy import ContentTypes
 from schemas.api import UploadRecord
 from schemas.settings import Settings
@@ -55,3 +56,4 @@ class Services:
     presigner: Presigner
     # Uploads this process created in the last minute (see gateway.uploads).
     recent_uploads: TTLCache[str, UploadRecord]
+    sockets: OpenSockets

@@ -26,6 +26,7 @@ from gateway.cache import JobCache
 from gateway.presign import Presigner
 from gateway.ratelimit import RateLimits
 from gateway.services import Services
+from gateway.sockets import OpenSockets
 from gateway.upload_policy import ContentTypes
 from gateway.uploads import recent_uploads
 from ops.connections import (
@@ -94,6 +95,7 @@ async def run_gateway(settings: Settings, stop: asyncio.Event) -> None:
             job_cache=JobCache(redis, ttl_seconds=settings.job_cache_seconds),
             presigner=Presigner(settings),
             recent_uploads=recent_uploads(),
+            sockets=OpenSockets(settings.max_sockets_per_owner),
         )
         async with asyncio.TaskGroup() as tg:
             watcher = tg.create_task(_watch_connection(closed, stop, "gateway"))

@@ -56,6 +56,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     forwarded_allow_ips: str = ""
     # How long Redis keeps the view of an ended job for GET /v1/jobs/{id}; 0: no cache.
     job_cache_seconds: Annotated[int, msgspec.Meta(ge=0)] = 3600
+    # WebSockets one owner may hold open on one gateway process at once.
+    max_sockets_per_owner: Annotated[int, msgspec.Meta(ge=1)] = 100
     # Request bodies are small JSON documents: files go straight to S3.
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 64 * 1024
     # `type/subtype` or `type/*`, comma-separated.

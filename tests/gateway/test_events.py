@@ -6,10 +6,18 @@ import asyncio
 import json
 import uuid
 
+import asyncpg
 import nats
 import pytest
 import websockets
 from conftest import ENVELOPE_FIELDS, Api, Service, connect_as
+from gateways import gateway_process
+from nats.aio.client import Client as NATS
+
+from actors.publisher import Publisher
+from gateway.auth import issue_token
+from schemas.events import Verifying, new_event
+from tests.waits import wait_for_value
 
 EXPECTED = ["uploaded", "verifying", "verified", "processed"]
 
@@ -104,3 +112,71 @@ async def test_nats_subscriber_sees_events_in_order(api: Api, service: Service) 
         assert headers["Nats-Msg-Id"] == envelope["id"]
         assert envelope["owner"]
         assert envelope["correlation_id"]
+
+
+async def open_job(service: Service, nc: NATS, owner: str) -> str:
+    """A job that never ends: a row as persistence leaves it, and one event to send."""
+    job_id = uuid.uuid4()
+    conn = await asyncpg.connect(service.settings.database_url)
+    try:
+        await conn.execute(
+            "INSERT INTO jobs (job_id, owner, upload_id, filename, content_type, size,"
+            " object_key, status, created_at, updated_at, last_seq)"
+            " VALUES ($1, $2, $3, 'open.csv', 'text/csv', 1, 'k', 'queued', now(), now(), 0)",
+            job_id,
+            owner,
+            uuid.uuid4(),
+        )
+    finally:
+        await conn.close()
+    event = new_event(
+        Verifying(), job_id=job_id, owner=owner, source="test", correlation_id="sockets"
+    )
+    await Publisher(nc.jetstream()).publish(event)
+    return str(job_id)
+
+
+async def first_frame(url: str) -> tuple[websockets.ClientConnection, str | int]:
+    """The open socket and its first frame's event type, or its close code."""
+    ws = await websockets.connect(url)
+    try:
+        frame = await asyncio.wait_for(ws.recv(), 10)
+    except websockets.ConnectionClosed as closed:
+        return ws, closed.rcvd.code if closed.rcvd is not None else "no close frame"
+    return ws, json.loads(frame)["type"]
+
+
+async def test_websockets_per_owner_are_capped(service: Service, nc: NATS) -> None:
+    owner, other = f"ws-cap-{uuid.uuid4().hex[:8]}", f"ws-other-{uuid.uuid4().hex[:8]}"
+    jobs = {o: await open_job(service, nc, o) for o in (owner, other)}
+    settings = service.settings.replace(max_sockets_per_owner=2)
+    async with gateway_process(settings, "gateway-socket-cap") as gateway:
+
+        def url(o: str) -> str:
+            token = issue_token(service.settings, o)
+            return ws_url(gateway, jobs[o]) + f"?token={token}"
+
+        # Each waits for its frame: the gateway counts a socket before it sends.
+        first, kind = await first_frame(url(owner))
+        assert kind == "verifying"
+        second, kind = await first_frame(url(owner))
+        assert kind == "verifying"
+        refused, code = await first_frame(url(owner))
+        assert code == 4429
+        await refused.close()
+        # Another owner is not held to this one's count.
+        theirs, kind = await first_frame(url(other))
+        assert kind == "verifying"
+        # A socket closed gives its place back once the gateway sees it go.
+        await first.close()
+
+        async def reopened() -> websockets.ClientConnection | None:
+            ws, answer = await first_frame(url(owner))
+            if answer == "verifying":
+                return ws
+            assert answer == 4429
+            return None
+
+        third = await wait_for_value(reopened, within=10, what="a socket after one closed")
+        for ws in (second, theirs, third):
+            await ws.close()
