@@ -63,9 +63,7 @@ async def job_events(socket: WebSocket[str, Any, Any], job_id: str, services: Se
         await socket.close(code=CLOSE_NOT_FOUND, reason="no such job")
         return
     owner = socket.user
-    if await find_job(services, jid, owner) is None:
-        await socket.close(code=CLOSE_NOT_FOUND, reason="no such job")
-        return
+    # Counted before the lookup: an owner at the cap costs no query per attempt.
     if not services.sockets.claim(owner):
         await socket.close(
             code=CLOSE_TOO_MANY,
@@ -73,6 +71,9 @@ async def job_events(socket: WebSocket[str, Any, Any], job_id: str, services: Se
         )
         return
     try:
+        if await find_job(services, jid, owner) is None:
+            await socket.close(code=CLOSE_NOT_FOUND, reason="no such job")
+            return
         await _follow(socket, services, jid)
     finally:
         services.sockets.release(owner)

@@ -12,6 +12,9 @@ from collections import Counter
 
 
 class OpenSockets:
+    """How many sockets each owner holds open; `claim` one before serving it, and
+    `release` it when it closes."""
+
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._open: Counter[str] = Counter()
@@ -24,6 +27,7 @@ class OpenSockets:
         return True
 
     def release(self, owner: str) -> None:
+        assert self._open[owner] > 0, f"released a socket {owner!r} never claimed"
         self._open[owner] -= 1
         if self._open[owner] <= 0:
             del self._open[owner]  # owners come and go: keep only those with sockets

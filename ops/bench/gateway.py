@@ -319,7 +319,7 @@ def _ceiling(settings: Settings, mode: str, args: argparse.Namespace) -> Ceiling
         mode=mode,
         in_flight=f.in_flight,
         per_second=round(f.count / f.seconds, 1),
-        latency_ms=latency(f.latencies) if f.latencies else None,
+        latency_ms=None if mode == "async" else latency(f.latencies),
         cpu_percent=round(100 * f.cpu_seconds / f.seconds, 1),
         payload_bytes=f.payload_bytes,
     )

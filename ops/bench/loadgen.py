@@ -304,7 +304,9 @@ def spawn(
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
-                proc.wait()
+            proc.wait()
+            if proc.stderr is not None:
+                proc.stderr.close()  # idempotent: `communicate` closed it if it ran
         for i in range(len(procs)):
             _figures_file(i).unlink(missing_ok=True)
     if ids_out is not None:

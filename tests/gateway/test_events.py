@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from contextlib import AsyncExitStack
 
 import asyncpg
 import nats
@@ -13,6 +14,7 @@ import websockets
 from conftest import ENVELOPE_FIELDS, Api, Service, connect_as
 from gateways import gateway_process
 from nats.aio.client import Client as NATS
+from websockets import ClientConnection
 
 from actors.publisher import Publisher
 from gateway.auth import issue_token
@@ -136,9 +138,10 @@ async def open_job(service: Service, nc: NATS, owner: str) -> str:
     return str(job_id)
 
 
-async def first_frame(url: str) -> tuple[websockets.ClientConnection, str | int]:
-    """The open socket and its first frame's event type, or its close code."""
+async def first_frame(sockets: AsyncExitStack, url: str) -> tuple[ClientConnection, str | int]:
+    """A socket (closed with `sockets`) and its first frame's event type, or its close code."""
     ws = await websockets.connect(url)
+    sockets.push_async_callback(ws.close)
     try:
         frame = await asyncio.wait_for(ws.recv(), 10)
     except websockets.ConnectionClosed as closed:
@@ -148,35 +151,31 @@ async def first_frame(url: str) -> tuple[websockets.ClientConnection, str | int]
 
 async def test_websockets_per_owner_are_capped(service: Service, nc: NATS) -> None:
     owner, other = f"ws-cap-{uuid.uuid4().hex[:8]}", f"ws-other-{uuid.uuid4().hex[:8]}"
-    jobs = {o: await open_job(service, nc, o) for o in (owner, other)}
+    # Two jobs of the owner: the count is the owner's, not a job's.
+    mine = [await open_job(service, nc, owner) for _ in range(2)]
+    theirs = await open_job(service, nc, other)
     settings = service.settings.replace(max_sockets_per_owner=2)
-    async with gateway_process(settings, "gateway-socket-cap") as gateway:
+    async with gateway_process(settings, "gateway-socket-cap") as gateway, AsyncExitStack() as ws:
 
-        def url(o: str) -> str:
-            token = issue_token(service.settings, o)
-            return ws_url(gateway, jobs[o]) + f"?token={token}"
+        def url(o: str, job: str) -> str:
+            return ws_url(gateway, job) + f"?token={issue_token(service.settings, o)}"
 
         # Each waits for its frame: the gateway counts a socket before it sends.
-        first, kind = await first_frame(url(owner))
+        first, kind = await first_frame(ws, url(owner, mine[0]))
         assert kind == "verifying"
-        second, kind = await first_frame(url(owner))
+        _, kind = await first_frame(ws, url(owner, mine[1]))
         assert kind == "verifying"
-        refused, code = await first_frame(url(owner))
+        _, code = await first_frame(ws, url(owner, mine[0]))
         assert code == 4429
-        await refused.close()
         # Another owner is not held to this one's count.
-        theirs, kind = await first_frame(url(other))
+        _, kind = await first_frame(ws, url(other, theirs))
         assert kind == "verifying"
         # A socket closed gives its place back once the gateway sees it go.
         await first.close()
 
-        async def reopened() -> websockets.ClientConnection | None:
-            ws, answer = await first_frame(url(owner))
-            if answer == "verifying":
-                return ws
-            assert answer == 4429
-            return None
+        async def reopened() -> str | None:
+            _, answer = await first_frame(ws, url(owner, mine[1]))
+            assert answer in ("verifying", 4429)
+            return "reopened" if answer == "verifying" else None
 
-        third = await wait_for_value(reopened, within=10, what="a socket after one closed")
-        for ws in (second, theirs, third):
-            await ws.close()
+        await wait_for_value(reopened, within=10, what="a socket after one closed")
