@@ -37,7 +37,14 @@ from typing import Any, cast
 import msgspec
 
 from ops.bench.report import Latency, Report, latency, machine
-from ops.bench.servers import process_stats, server, settings_env, tree_cpu_seconds, wait_http
+from ops.bench.servers import (
+    cpu_by_name,
+    process_stats,
+    server,
+    settings_env,
+    tree_cpu_seconds,
+    wait_http,
+)
 from schemas.settings import Settings
 
 
@@ -62,6 +69,10 @@ JOB_ENDINGS = {"processed": "succeeded", "failed": "failed", "rejected": "reject
 STATUS = "SELECT status FROM jobs WHERE job_id = $1"
 
 
+# CPU seconds in the window: by process measured, and by name beside them.
+Spent = tuple[dict[str, float], dict[str, float]]
+
+
 class Side(msgspec.Struct, frozen=True, kw_only=True):
     system: str
     processes: str
@@ -74,6 +85,11 @@ class Side(msgspec.Struct, frozen=True, kw_only=True):
     cpu_seconds: dict[str, float]
     """CPU time of each process (children included) inside the measuring window."""
     cpu_ms_per_job: float
+    beside_cpu_seconds: dict[str, float] = {}
+    """CPU time inside the window of what runs beside those processes, by command
+    name: the servers, and the load generator (this process)."""
+    all_cpu_ms_per_job: float = 0.0
+    """Both together: the machine's CPU per job, as far as this suite started it."""
 
 
 class PipelineReport(Report, frozen=True, kw_only=True):
@@ -130,8 +146,10 @@ class Window:
             else:
                 self.failed += 1
 
-    def side(self, system: str, processes: str, in_flight: int, cpu: dict[str, float]) -> Side:
+    def side(self, system: str, processes: str, in_flight: int, cpu: Spent) -> Side:
         jobs = len(self.latencies)
+        own, beside = cpu
+        every = sum(own.values()) + sum(beside.values())
         return Side(
             system=system,
             processes=processes,
@@ -141,22 +159,32 @@ class Window:
             failed=self.failed,
             jobs_per_s=round(jobs / self.seconds, 1),
             latency_ms=latency(self.latencies),
-            cpu_seconds=cpu,
-            cpu_ms_per_job=round(sum(cpu.values()) * 1000 / jobs, 1) if jobs else 0.0,
+            cpu_seconds=own,
+            cpu_ms_per_job=round(sum(own.values()) * 1000 / jobs, 1) if jobs else 0.0,
+            beside_cpu_seconds=beside,
+            all_cpu_ms_per_job=round(every * 1000 / jobs, 1) if jobs else 0.0,
         )
 
 
-async def _cpu_in_window(
-    window: Window, procs: dict[str, subprocess.Popen[bytes]]
-) -> dict[str, float]:
-    """CPU seconds each process (with its children) spent inside the measuring window."""
+async def _cpu_in_window(window: Window, procs: dict[str, subprocess.Popen[bytes]]) -> Spent:
+    """CPU seconds each process (with its children) spent inside the measuring window,
+    and those of what ran beside them (see `Side.beside_cpu_seconds`)."""
     roots = {name: p.pid for name, p in procs.items()}
     await asyncio.sleep(max(0.0, window.start - time.monotonic()))
     # Off the loop: a scan of /proc would hold up the workers at the window's edges.
-    before = tree_cpu_seconds(roots, await asyncio.to_thread(process_stats))
+    before = await asyncio.to_thread(process_stats)
     await asyncio.sleep(max(0.0, window.end - time.monotonic()))
-    after = tree_cpu_seconds(roots, await asyncio.to_thread(process_stats))
-    return {name: round(after[name] - before[name], 2) for name in roots}
+    after = await asyncio.to_thread(process_stats)
+    was, now = tree_cpu_seconds(roots, before), tree_cpu_seconds(roots, after)
+    beside = cpu_by_name(os.getpid(), "load generator", before, after, leave_out=roots.values())
+    return (
+        {name: round(now[name] - was[name], 2) for name in roots},
+        {
+            name: round(seconds, 2)
+            for name, seconds in sorted(beside.items(), key=lambda item: -item[1])
+            if seconds >= 0.005
+        },
+    )
 
 
 @contextlib.contextmanager
@@ -176,9 +204,9 @@ async def _closed_loop(
     procs: dict[str, subprocess.Popen[bytes]],
     one_job: Callable[[], Any],
     echo: Callable[[str], None],
-) -> dict[str, float]:
+) -> Spent:
     """Opens `window` and runs `in_flight` workers, each running `one_job` (-> (finished,
-    seconds, ok)) until it closes; returns the CPU seconds `procs` spent inside it."""
+    seconds, ok)) until it closes; returns the CPU seconds spent inside it (`_cpu_in_window`)."""
 
     async def worker() -> None:
         while time.monotonic() < window.end:
@@ -464,6 +492,8 @@ def run(
         if side:
             spent = ", ".join(f"{name} {seconds:.1f}" for name, seconds in side.cpu_seconds.items())
             echo(f"  {side.system} CPU seconds in the window: {spent}")
+            beside = ", ".join(f"{n} {s:.1f}" for n, s in side.beside_cpu_seconds.items())
+            echo(f"    beside it: {beside}; all: {side.all_cpu_ms_per_job:.1f} ms CPU per job")
     if ratio is not None:
         echo(f"ratio conveyor / celery chain: {ratio:.2f}x (target >= 3x)")
     return report

@@ -9,7 +9,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
@@ -159,19 +159,28 @@ def tree_cpu_seconds(roots: dict[str, int], stats: dict[int, ProcessStat]) -> di
 
 
 def cpu_by_name(
-    root: int, label: str, before: dict[int, ProcessStat], after: dict[int, ProcessStat]
+    root: int,
+    label: str,
+    before: dict[int, ProcessStat],
+    after: dict[int, ProcessStat],
+    *,
+    leave_out: Iterable[int] = (),
 ) -> dict[str, float]:
     """CPU seconds that `root` (as `label`) and its descendants used between two
     readings of `process_stats`, summed by command name: a server's backends and
     workers count as one. Each reading counts a process with its children that exited
     and were waited for, so one that ended in between still counts (as its parent's
-    name: a Postgres backend under `postgres`), and no pid is matched across readings."""
+    name: a Postgres backend under `postgres`), and no pid is matched across readings.
+    The trees of `leave_out` are not counted (they are measured on their own)."""
 
     def totals(stats: dict[int, ProcessStat]) -> dict[str, float]:
+        tree = _trees(stats)
+        skipped = {pid for other in leave_out for pid in tree(other)}
         used: dict[str, float] = {}
-        for pid, stat in _trees(stats)(root).items():
-            name = label if pid == root else stat.name
-            used[name] = used.get(name, 0.0) + stat.cpu_seconds + stat.reaped_cpu_seconds
+        for pid, stat in tree(root).items():
+            if pid not in skipped:
+                name = label if pid == root else stat.name
+                used[name] = used.get(name, 0.0) + stat.cpu_seconds + stat.reaped_cpu_seconds
         return used
 
     was, now = totals(before), totals(after)
