@@ -17,15 +17,15 @@ import asyncio
 import contextlib
 import time
 
-import msgspec
 import structlog
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, Header, StatusCode
-from nats.js.errors import APIError, NotFoundError
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 
 from actors.collector import tune_collector
 from actors.errors import TransientError
+from actors.fetch import fetch_batch
 from actors.leases import LEASE_REFRESH_SECONDS, Leases, member_id
 from actors.persistence import PersistenceActor, Stored, positions
 from actors.publisher import REQUEST_ID_HEADER
@@ -42,83 +42,6 @@ WATCHDOG_SECONDS = 5.0
 # transaction's fixed cost when a backlog waits (a restart, an outage, a replay);
 # under a light load a fetch brings what is there and does not wait for more.
 BATCH = 1024
-# ... and at most about this many bytes of them, however large the events are (a
-# profile result can be): what a reader holds at once stays bounded.
-BATCH_BYTES = 8 * 1024 * 1024
-# No messages (for a no-wait request), request expired, conflict: this request is over.
-_REQUEST_OVER = frozenset({StatusCode.NO_MESSAGES, StatusCode.REQUEST_TIMEOUT, StatusCode.CONFLICT})
-
-
-async def fetch_batch(
-    psub: JetStreamContext.PullSubscription,
-    batch: int,
-    wait: float,
-    *,
-    max_bytes: int = BATCH_BYTES,
-) -> list[Msg]:
-    """`psub.fetch(batch, timeout=wait)` for an ack-less reader, without its cost per message.
-
-    nats.py's fetch awaits every message with a timer of its own (a task each); this
-    takes them off the subscription's queue as they are, and awaits only when it
-    is empty. The same requests: a no-wait pull for what the server has now, and
-    only if that brings nothing a waiting one. Messages arrive on one inbox in
-    consumer order, including any a previous, expired request still delivered, so
-    order and the caller's gap check hold. Raises `TimeoutError` when nothing came.
-
-    At most `batch` messages, and no more bytes than `max_bytes` allows (raised to
-    twice the server's largest message: one the server could not fit would stall).
-    """
-    sub = psub._sub
-    queue = sub._pending_queue
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait
-    max_bytes = max(max_bytes, 2 * psub._nc.max_payload)
-    msgs: list[Msg] = []
-
-    def take(msg: Msg) -> bool:
-        """Keeps a message; False if it ends the current request."""
-        queue.task_done()
-        sub._pending_size -= len(msg.data)
-        status = msg.headers.get(Header.STATUS) if msg.headers else None
-        if status is None:
-            msgs.append(msg)
-            return True
-        if status == StatusCode.CONTROL_MESSAGE:
-            return True
-        if status in _REQUEST_OVER:
-            return False
-        raise APIError.from_msg(msg)
-
-    async def pull(request: dict[str, object]) -> None:
-        await psub._nc.publish(psub._nms, msgspec.json.encode(request), reply=psub._deliver)
-        while len(msgs) < batch:
-            if queue.empty():
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    return
-                try:
-                    msg = await asyncio.wait_for(queue.get(), remaining)
-                except TimeoutError:
-                    return
-            else:
-                msg = queue.get_nowait()
-            if not take(msg):
-                return
-
-    # What earlier requests left (their status messages are stale: skipped).
-    while len(msgs) < batch and not queue.empty():
-        take(queue.get_nowait())
-    if len(msgs) < batch:
-        await pull({"batch": batch - len(msgs), "max_bytes": max_bytes, "no_wait": True})
-    if not msgs:
-        remaining = deadline - loop.time()
-        if remaining > 0.01:
-            # Waits on the server for the first message, then takes what is there.
-            expires = int((remaining - 0.005) * 1e9)
-            await pull({"batch": batch, "max_bytes": max_bytes, "expires": expires})
-    if not msgs:
-        raise TimeoutError
-    return msgs
 
 
 def in_order(msgs: list[Msg], expected: int) -> tuple[list[Stored], int | None]:

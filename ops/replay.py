@@ -22,8 +22,9 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from actors.collector import tune_collector
+from actors.fetch import fetch_batch
 from actors.leases import LEASE_REFRESH_SECONDS, Leases
-from actors.ordered import fetch_batch, in_order
+from actors.ordered import in_order
 from actors.persistence import PersistenceActor, Stored, positions
 from ops.errors import OpsError
 from schemas import subjects
