@@ -21,7 +21,6 @@ from nats.js import JetStreamContext
 
 from actors.deadletters import dead_letter, fail_job
 from actors.errors import BadFile, PermanentError, TransientError
-from actors.fetch import fetch_batch
 from actors.publisher import REQUEST_ID_HEADER, Publisher
 from schemas import subjects
 from schemas.events import Envelope, Failed
@@ -113,7 +112,7 @@ class Runtime:
                     continue
                 try:
                     size = min(self.actor.batch, free)
-                    msgs = await fetch_batch(sub, size, wait=FETCH_SECONDS)
+                    msgs = await sub.fetch(size, timeout=FETCH_SECONDS)
                 except TimeoutError:
                     # nats-py raises its own TimeoutError or asyncio's, depending on
                     # where the deadline passed; both mean "nothing to do", unless the

@@ -61,11 +61,14 @@ async def test_a_waiting_fetch_returns_with_the_first_message(nc: NATS, bucket: 
     async def waiting() -> bool:
         return (await sub.consumer_info()).num_waiting == 1
 
-    await eventually(waiting, within=10, what="the fetch's request waiting on the server")
-    await js.publish(f"$KV.{bucket}.first", b"1")
-    # It does not wait for 99 more, nor for its deadline.
-    async with asyncio.timeout(10):
-        first = await fetching
+    try:
+        await eventually(waiting, within=10, what="the fetch's request waiting on the server")
+        await js.publish(f"$KV.{bucket}.first", b"1")
+        # It does not wait for 99 more, nor for its deadline.
+        async with asyncio.timeout(10):
+            first = await fetching
+    finally:
+        fetching.cancel()
     assert [m.data for m in first] == [b"1"]
     # What came after it is the next fetch's, in order.
     for i in range(2, 5):
