@@ -67,31 +67,31 @@ async def fetch_batch(
             return False
         raise APIError.from_msg(msg)
 
-    async def pull(request: dict[str, int | bool]) -> None:
-        """Sends `request` and takes its messages until it is over or the batch is full."""
-        await psub._nc.publish(psub._nms, msgspec.json.encode(request), reply=psub._deliver)
-        while len(msgs) < batch:
-            if queue.empty():
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    return
-                try:
-                    msg = await asyncio.wait_for(queue.get(), remaining)
-                except TimeoutError:
-                    return
-            else:
-                msg = queue.get_nowait()
-            if not take(msg):
-                return
-
     # What earlier requests left.
     while len(msgs) < batch and not queue.empty():
         take(queue.get_nowait(), stale=True)
-    if len(msgs) < batch:
-        # Expires a little before our own deadline, so its 408 is seen by this fetch.
-        expires = max(int((deadline - loop.time() - 0.005) * 1e9), 1_000_000)
-        request = {"batch": batch - len(msgs), "max_bytes": max_bytes, "no_wait": True}
-        await pull({**request, "expires": expires})
+    if len(msgs) == batch:
+        return msgs
+    # Expires a little before our own deadline, so its 408 is seen by this fetch.
+    expires = max(int((deadline - loop.time() - 0.005) * 1e9), 1_000_000)
+    request = {
+        "batch": batch - len(msgs), "max_bytes": max_bytes, "no_wait": True, "expires": expires
+    }  # fmt: skip
+    await psub._nc.publish(psub._nms, msgspec.json.encode(request), reply=psub._deliver)
+    # Its messages, until it is over or the batch is full.
+    while len(msgs) < batch:
+        if queue.empty():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            try:
+                msg = await asyncio.wait_for(queue.get(), remaining)
+            except TimeoutError:
+                break
+        else:
+            msg = queue.get_nowait()
+        if not take(msg):
+            break
     if not msgs:
         raise TimeoutError
     return msgs

@@ -262,6 +262,8 @@ def spawn(
     whose CPU over the measured window the first process reports."""
     processes = max(1, min(processes, concurrency))
     shares = [concurrency // processes + (i < concurrency % processes) for i in range(processes)]
+    # The token by the environment: kept out of the process list.
+    env = {**os.environ, "BENCH_TOKEN": token}
     procs: list[subprocess.Popen[bytes]] = []
     merged = Figures(count=0, errors=0, statuses={}, seconds=0.0, latencies=[], cpu_seconds=0.0)
     try:
@@ -277,8 +279,6 @@ def spawn(
             argv += ["--out", str(_figures_file(i))]
             if i == 0 and server_pid:
                 argv += ["--server-pid", str(server_pid)]
-            # The token by the environment: kept out of the process list.
-            env = {**os.environ, "BENCH_TOKEN": token}
             procs.append(
                 subprocess.Popen(argv, stderr=subprocess.PIPE, env=env, preexec_fn=_die_with_parent)
             )

@@ -97,6 +97,11 @@ class ProcessStat(NamedTuple):
     reaped_cpu_seconds: float = 0.0
     """User + system of its children that have exited and been waited for."""
 
+    @property
+    def with_reaped(self) -> float:
+        """Its own CPU seconds and those of its children waited for."""
+        return self.cpu_seconds + self.reaped_cpu_seconds
+
 
 def _read_stat(stat: Path, tick: int) -> ProcessStat:
     # The name may hold spaces and parentheses: it ends at the last ")".
@@ -152,10 +157,7 @@ def tree_cpu_seconds(roots: dict[str, int], stats: dict[int, ProcessStat]) -> di
     """User + system CPU seconds so far of each root process with its descendants (those
     alive, and those exited and waited for), by the roots' names."""
     tree = _trees(stats)
-    return {
-        name: sum(s.cpu_seconds + s.reaped_cpu_seconds for s in tree(root).values())
-        for name, root in roots.items()
-    }
+    return {name: sum(s.with_reaped for s in tree(root).values()) for name, root in roots.items()}
 
 
 def cpu_by_name(
@@ -180,7 +182,7 @@ def cpu_by_name(
         for pid, stat in tree(root).items():
             if pid not in skipped:
                 name = label if pid == root else stat.name
-                used[name] = used.get(name, 0.0) + stat.cpu_seconds + stat.reaped_cpu_seconds
+                used[name] = used.get(name, 0.0) + stat.with_reaped
         return used
 
     was, now = totals(before), totals(after)

@@ -73,6 +73,14 @@ def stored(event: Envelope, seq: int) -> Stored:
     )
 
 
+async def envelopes(pool: asyncpg.Pool[Any], job_id: uuid.UUID) -> list[bytes]:
+    """The job's stored envelopes, in stream order, as bytes to compare with the stream's."""
+    rows = await pool.fetch(
+        "SELECT envelope FROM job_events WHERE job_id = $1 ORDER BY seq", job_id
+    )
+    return [r["envelope"].encode() for r in rows]
+
+
 async def no_dead_letters(message: Stored, reason: str) -> None:
     raise AssertionError(f"unexpected dead letter: {reason}")
 
@@ -136,10 +144,7 @@ async def test_a_nul_in_the_envelope_alone_is_stored_as_sent(
     counts = await actor.apply_batch(batch, epoch=await actor.epoch())
     assert (counts.applied, counts.dead) == (4, 1)
     assert refused == [base + 4]
-    envelopes = await pool.fetch(
-        "SELECT envelope FROM job_events WHERE job_id = $1 ORDER BY seq", events[0].job_id
-    )
-    assert [r["envelope"].encode() for r in envelopes] == [m.data for m in batch[:4]]
+    assert await envelopes(pool, events[0].job_id) == [m.data for m in batch[:4]]
     result = await pool.fetchval("SELECT result FROM jobs WHERE job_id = $1", events[0].job_id)
     assert msgspec.json.decode(result)["encoding"] == "a\x00b"
 
@@ -154,10 +159,7 @@ async def test_a_partial_replay_stores_envelopes_as_sent(
     batch = [stored(e, base + i) for i, e in enumerate(events)]
     counts = await actor.apply_batch(batch, epoch=await actor.epoch(), watermarks=False)
     assert counts.applied == 4
-    envelopes = await pool.fetch(
-        "SELECT envelope FROM job_events WHERE job_id = $1 ORDER BY seq", events[0].job_id
-    )
-    assert [r["envelope"].encode() for r in envelopes] == [m.data for m in batch]
+    assert await envelopes(pool, events[0].job_id) == [m.data for m in batch]
 
 
 async def test_an_older_event_never_moves_a_job_back(pool: asyncpg.Pool[Any], owner: str) -> None:
