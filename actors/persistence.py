@@ -9,76 +9,29 @@ watermark. An event seen twice (same sequence or same event id) changes nothing.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import asyncpg
 import msgspec
-import structlog
 from nats.aio.msg import Msg
 
 from actors.errors import TransientError
+from actors.projection import columns, project_all, project_one
 from schemas import subjects
-from schemas.events import Envelope, Failed, Processed, Rejected, Uploaded, Verified, Verifying
+from schemas.events import Envelope
 
 if TYPE_CHECKING:
-    from asyncpg.pool import PoolConnectionProxy
+    from actors.projection import Connection
 
-    # A pooled connection or a plain one: both run the same statements.
-    Connection = asyncpg.Connection[Any] | PoolConnectionProxy[Any]
 
-log = structlog.get_logger("actors.persistence")
-
-_UPDATE = (
-    "UPDATE jobs SET {sets}, updated_at = $2, last_seq = $3 "
-    # Only a later event changes a job: an older one arriving late (a replay beside
-    # live work) never moves it back. A later one may move a finished job on: that
-    # is a dead letter retried after its cause was fixed.
-    "WHERE job_id = $1 AND last_seq < $3"
-)
 _EVENT_COLUMNS = ("seq", "event_id", "job_id", "type", "occurred_at", "envelope")
-_JOB_COLUMNS = (
-    "job_id", "owner", "upload_id", "filename", "content_type", "size", "object_key", "sha256",
-    "mime", "status", "result", "result_key", "error", "created_at", "updated_at", "last_seq",
-)  # fmt: skip
 _INSERT_EVENTS = (
     "INSERT INTO job_events (seq, event_id, job_id, type, occurred_at, envelope)"
     " SELECT e.seq, e.event_id, e.job_id, e.type, e.occurred_at, e.envelope::json"
     " FROM unnest($1::bigint[], $2::uuid[], $3::uuid[], $4::text[], $5::timestamptz[],"
     " $6::text[]) AS e(seq, event_id, job_id, type, occurred_at, envelope)"
     " ON CONFLICT DO NOTHING RETURNING seq"
-)
-_INSERT_JOBS = (
-    "INSERT INTO jobs (job_id, owner, upload_id, filename, content_type, size, object_key,"
-    " sha256, mime, status, result, result_key, error, created_at, updated_at, last_seq)"
-    " SELECT j.job_id, j.owner, j.upload_id, j.filename, j.content_type, j.size,"
-    " j.object_key, j.sha256, j.mime, j.status, j.result::json, j.result_key, j.error,"
-    " j.created_at, j.updated_at, j.last_seq"
-    " FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::bigint[],"
-    " $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],"
-    " $14::timestamptz[], $15::timestamptz[], $16::bigint[])"
-    " AS j(job_id, owner, upload_id, filename, content_type, size, object_key, sha256, mime,"
-    " status, result, result_key, error, created_at, updated_at, last_seq)"
-    " ON CONFLICT (job_id) DO NOTHING RETURNING job_id"
-)
-# Locked: the fold is computed from `last_seq` as it stays until we commit.
-_LOCK_JOBS = (
-    "SELECT job_id, last_seq FROM jobs WHERE job_id = ANY($1::uuid[]) ORDER BY job_id FOR UPDATE"
-)
-_UPDATE_JOBS = (
-    "UPDATE jobs SET status = u.status, updated_at = u.updated_at, last_seq = u.last_seq,"
-    " sha256 = CASE WHEN u.verified THEN u.sha256 ELSE jobs.sha256 END,"
-    " mime = CASE WHEN u.verified THEN u.mime ELSE jobs.mime END,"
-    " result = CASE WHEN u.processed THEN u.result::json ELSE jobs.result END,"
-    " result_key = CASE WHEN u.processed THEN u.result_key ELSE jobs.result_key END,"
-    " error = CASE WHEN u.ended THEN u.error ELSE jobs.error END"
-    " FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::bigint[], $5::bool[],"
-    " $6::text[], $7::text[], $8::bool[], $9::text[], $10::text[], $11::bool[], $12::text[])"
-    " AS u(job_id, status, updated_at, last_seq, verified, sha256, mime, processed, result,"
-    " result_key, ended, error)"
-    " WHERE jobs.job_id = u.job_id AND jobs.last_seq < u.last_seq"
 )
 _WATERMARKS = (
     "INSERT INTO watermarks (stream, partition, seq)"
@@ -117,104 +70,6 @@ def positions(msg: Msg) -> tuple[int, int, int]:
         return int(tokens[5]), int(tokens[6]), int(tokens[8])
     meta = msg.metadata  # the longer form (domain, account): nats.py reads it
     return meta.sequence.stream, meta.sequence.consumer, meta.num_pending
-
-
-class _Fold:
-    """A job row's changes from several events, as `_project` would make them one by one."""
-
-    __slots__ = (
-        "changed",
-        "created_at",
-        "ended",
-        "error",
-        "job_id",
-        "last_seq",
-        "mime",
-        "owner",
-        "processed",
-        "result",
-        "result_key",
-        "sha256",
-        "status",
-        "updated_at",
-        "upload",
-        "verified",
-    )
-
-    def __init__(self, *, job_id: uuid.UUID, last_seq: int) -> None:
-        self.job_id = job_id
-        self.last_seq = last_seq
-        self.changed = False
-        self.status = ""
-        self.updated_at: datetime | None = None
-        self.verified = self.processed = self.ended = False
-        self.sha256: str | None = None
-        self.mime: str | None = None
-        self.result: str | None = None
-        self.result_key: str | None = None
-        self.error: str | None = None
-        self.upload: Uploaded | None = None
-        self.owner = ""
-        self.created_at: datetime | None = None
-
-    @classmethod
-    def of_upload(cls, seq: int, event: Envelope, data: Uploaded) -> _Fold:
-        fold = cls(job_id=event.job_id, last_seq=seq)
-        fold.upload = data
-        fold.owner = event.owner
-        fold.status = "queued"
-        fold.created_at = fold.updated_at = event.occurred_at
-        return fold
-
-    def add(self, seq: int, event: Envelope, encoder: msgspec.json.Encoder) -> None:
-        """The effect of one later event (never an `uploaded`: that one only inserts)."""
-        match event.data:
-            case Verifying():
-                self.status = "verifying"
-            case Verified() as d:
-                self.status = "processing"
-                self.verified = True
-                self.sha256, self.mime = d.sha256, d.mime
-            case Processed() as d:
-                self.status = "succeeded"
-                self.processed = True
-                self.result = encoder.encode(d.result).decode()
-                self.result_key = d.result_key
-            case Rejected() as d:
-                self.status = "rejected"
-                self.ended = True
-                self.error = d.reason
-            case Failed() as d:
-                self.status = "failed"
-                self.ended = True
-                self.error = d.reason
-            case _:
-                return
-        self.changed = True
-        self.last_seq = seq
-        self.updated_at = event.occurred_at
-
-    def insert_row(self) -> tuple[Any, ...]:
-        """The new `jobs` row, in `_JOB_COLUMNS` order (as `_INSERT_JOBS` takes them)."""
-        u = self.upload
-        assert u is not None
-        return (
-            self.job_id, self.owner, u.upload_id, u.filename, u.content_type, u.size, u.key,
-            self.sha256, self.mime, self.status, self.result, self.result_key, self.error,
-            self.created_at, self.updated_at, self.last_seq,
-        )  # fmt: skip
-
-    def update_row(self) -> tuple[Any, ...]:
-        """The changes to an existing row, in the order `_UPDATE_JOBS` takes them."""
-        return (
-            self.job_id, self.status, self.updated_at, self.last_seq, self.verified, self.sha256,
-            self.mime, self.processed, self.result, self.result_key, self.ended, self.error,
-        )  # fmt: skip
-
-
-def _columns(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
-    """Rows as columns: the arrays an `unnest(...)` statement takes (rows are not empty)."""
-    return [list(column) for column in zip(*rows, strict=True)]
 
 
 class Applied(msgspec.Struct, kw_only=True):
@@ -333,7 +188,7 @@ class PersistenceActor:
 
     async def _bulk(self, batch: Sequence[Stored], epoch: int, watermarks: bool) -> Applied:
         """The whole batch in a few set-based statements, with the effect of `apply`
-        called on each event in stream order (see `_project_all`).
+        called on each event in stream order (see `actors.projection`).
 
         Live work and rebuilds meet no event applied before (the reader starts after
         the watermark), so the rows are first COPied, as fast as Postgres takes them;
@@ -375,64 +230,14 @@ class PersistenceActor:
                 )
                 applied = list(zip([m.seq for m in batch], events, strict=True))
             else:
-                rows = await conn.fetch(_INSERT_EVENTS, *_columns(records))
+                rows = await conn.fetch(_INSERT_EVENTS, *columns(records))
                 new = {r[0] for r in rows}
                 applied = [(m.seq, e) for m, e in zip(batch, events, strict=True) if m.seq in new]
             if applied:
-                await self._project_all(conn, applied, copy=copy)
+                await project_all(conn, applied, self._encoder, copy=copy)
             if watermarks:
                 await self._mark(conn, marks)
         return Applied(applied=len(applied), skipped=len(batch) - len(applied))
-
-    async def _project_all(
-        self, conn: Connection, applied: list[tuple[int, Envelope]], *, copy: bool
-    ) -> None:
-        """Projects newly appended events (stream order) onto `jobs`.
-
-        Equivalent to `_project` on each in turn: an `uploaded` inserts the row
-        unless it exists, and every other event updates it if its sequence is past
-        the row's `last_seq`. So a job whose row is absent is inserted once with
-        the events after its first `uploaded` folded in (those before it found no
-        row); for the rest, the events past the row's `last_seq` (the locked row,
-        read once) are folded into one update.
-        """
-        by_job: dict[uuid.UUID, list[tuple[int, Envelope]]] = {}
-        for seq, event in applied:
-            by_job.setdefault(event.job_id, []).append((seq, event))
-        inserts: list[_Fold] = []
-        for job_events in by_job.values():
-            for i, (seq, event) in enumerate(job_events):
-                if isinstance(event.data, Uploaded):
-                    fold = _Fold.of_upload(seq, event, event.data)
-                    for later_seq, later in job_events[i + 1 :]:
-                        if not isinstance(later.data, Uploaded):
-                            fold.add(later_seq, later, self._encoder)
-                    inserts.append(fold)
-                    break
-        inserted: set[uuid.UUID] = set()
-        if inserts and copy:
-            # No row yet for a job uploaded in this batch, or the batch is redone.
-            await conn.copy_records_to_table(
-                "jobs", columns=_JOB_COLUMNS, records=[f.insert_row() for f in inserts]
-            )
-            inserted = {f.job_id for f in inserts}
-        elif inserts:
-            rows = await conn.fetch(_INSERT_JOBS, *_columns([f.insert_row() for f in inserts]))
-            inserted = {r[0] for r in rows}
-        rest = [job for job in by_job if job not in inserted]
-        if not rest:
-            return
-        rows = await conn.fetch(_LOCK_JOBS, rest)
-        updates: list[_Fold] = []
-        for row in rows:
-            fold = _Fold(job_id=row[0], last_seq=row[1])
-            for seq, event in by_job[row[0]]:
-                if seq > fold.last_seq and not isinstance(event.data, Uploaded):
-                    fold.add(seq, event, self._encoder)
-            if fold.changed:
-                updates.append(fold)
-        if updates:
-            await conn.execute(_UPDATE_JOBS, *_columns([f.update_row() for f in updates]))
 
     async def apply(self, conn: Connection, event: Envelope, message: Stored) -> bool:
         """Append and project one event; False if it was applied before.
@@ -452,63 +257,5 @@ class PersistenceActor:
             message.data.decode(),
         )
         if inserted:
-            await self._project(conn, event, message.seq)
+            await project_one(conn, event, message.seq, self._encoder)
         return bool(inserted)
-
-    async def _project(self, conn: Connection, event: Envelope, seq: int) -> None:
-        at = event.occurred_at
-        match event.data:
-            case Uploaded() as d:
-                await conn.execute(
-                    "INSERT INTO jobs (job_id, owner, upload_id, filename, content_type, size,"
-                    " object_key, status, created_at, updated_at, last_seq)"
-                    " VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $8, $9)"
-                    " ON CONFLICT (job_id) DO NOTHING",
-                    event.job_id,
-                    event.owner,
-                    d.upload_id,
-                    d.filename,
-                    d.content_type,
-                    d.size,
-                    d.key,
-                    at,
-                    seq,
-                )
-            case Verifying():
-                await conn.execute(
-                    _UPDATE.format(sets="status = 'verifying'"), event.job_id, at, seq
-                )
-            case Verified() as d:
-                await conn.execute(
-                    _UPDATE.format(sets="status = 'processing', sha256 = $4, mime = $5"),
-                    event.job_id,
-                    at,
-                    seq,
-                    d.sha256,
-                    d.mime,
-                )
-            case Processed() as d:
-                await conn.execute(
-                    _UPDATE.format(sets="status = 'succeeded', result = $4::json, result_key = $5"),
-                    event.job_id,
-                    at,
-                    seq,
-                    self._encoder.encode(d.result).decode(),
-                    d.result_key,
-                )
-            case Rejected() as d:
-                await conn.execute(
-                    _UPDATE.format(sets="status = 'rejected', error = $4"),
-                    event.job_id,
-                    at,
-                    seq,
-                    d.reason,
-                )
-            case Failed() as d:
-                await conn.execute(
-                    _UPDATE.format(sets="status = 'failed', error = $4"),
-                    event.job_id,
-                    at,
-                    seq,
-                    d.reason,
-                )
