@@ -68,42 +68,37 @@ class UploadActor:
                 return []
 
     async def _verify(self, data: Uploaded) -> Verified | Rejected:
+        # One GET, no HEAD first: its headers give the stored length (checked before
+        # the body is read) and the ETag of exactly the bytes digested.
         try:
-            head = await self._s3.head_object(Bucket=self._bucket, Key=data.key)
+            obj = await self._s3.get_object(Bucket=self._bucket, Key=data.key)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return Rejected(reason="no object was uploaded for this upload_id")
-            raise TransientError(f"S3 head_object: {exc}") from exc
+            raise TransientError(f"S3 get_object: {exc}") from exc
         except BotoCoreError as exc:
             raise TransientError(f"S3 unreachable: {exc}") from exc
-        stored = int(head["ContentLength"])
-        etag = str(head.get("ETag", ""))
-        if stored != data.size:
-            return Rejected(reason=f"size mismatch: declared {data.size} bytes, stored {stored}")
-        digest, size, first = await self._digest(data.key, etag)
-        if size != data.size:
-            return Rejected(reason=f"size mismatch: declared {data.size} bytes, read {size}")
+        body = obj["Body"]
+        digest = Digest()
+        try:
+            stored = int(obj["ContentLength"])
+            if stored != data.size:
+                return Rejected(
+                    reason=f"size mismatch: declared {data.size} bytes, stored {stored}"
+                )
+            while chunk := await body.read(CHUNK):
+                digest.update(chunk)
+        except (ClientError, BotoCoreError) as exc:
+            raise TransientError(f"S3 get_object: {exc}") from exc
+        finally:
+            body.close()
+        if digest.size != data.size:
+            return Rejected(reason=f"size mismatch: declared {data.size} bytes, read {digest.size}")
         return Verified(
             key=data.key,
             filename=data.filename,
-            size=size,
-            sha256=digest,
-            mime=detect_mime(first),
-            etag=etag,
+            size=digest.size,
+            sha256=digest.sha256,
+            mime=detect_mime(digest.first),
+            etag=str(obj.get("ETag", "")),
         )
-
-    async def _digest(self, key: str, etag: str) -> tuple[str, int, bytes]:
-        """sha256, length and first bytes of the object, streamed in bounded memory."""
-        digest = Digest()
-        try:
-            # IfMatch: if the object is replaced between HEAD and GET, fail and retry.
-            obj = await self._s3.get_object(Bucket=self._bucket, Key=key, IfMatch=etag)
-            body = obj["Body"]
-            try:
-                while chunk := await body.read(CHUNK):
-                    digest.update(chunk)
-            finally:
-                body.close()
-        except (ClientError, BotoCoreError) as exc:
-            raise TransientError(f"S3 get_object: {exc}") from exc
-        return digest.sha256, digest.size, digest.first
