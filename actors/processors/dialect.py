@@ -10,7 +10,7 @@ from pathlib import Path
 import msgspec
 
 from actors.errors import BadFile
-from actors.processors.detect import HEAD_SIZE, has_control_bytes, sniff_delimiter
+from actors.processors.detect import HEAD_SIZE, has_control_bytes, sniff_delimiter, sniff_sample
 
 BOM = codecs.BOM_UTF8
 TRANSCODE_CHUNK = 4 * 1024 * 1024
@@ -64,7 +64,7 @@ def _encoding(head: bytes) -> str:
 
 def _quote(text: str, delimiter: str) -> str:
     try:
-        quote = csv.Sniffer().sniff(text[:HEAD_SIZE], delimiters=delimiter).quotechar
+        quote = csv.Sniffer().sniff(sniff_sample(text), delimiters=delimiter).quotechar
     except csv.Error:
         return '"'
     # The Sniffer answers '"' when it saw no quoting at all; a single quote is only believed
@@ -89,7 +89,7 @@ def _has_header(text: str, first: list[str]) -> bool:
     if not any(_numeric(field) for field in first):
         # Headers are names; data rows of all-text tables are what the Sniffer misjudges.
         return True
-    sample = text[: 16 * 1024].replace("\r\n", "\n")
+    sample = sniff_sample(text).replace("\r\n", "\n")
     if sample.count("\n") < 2:
         # A single line is a header of an empty table far more often than one row of data.
         return True

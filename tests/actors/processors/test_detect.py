@@ -8,7 +8,14 @@ import zlib
 
 import pytest
 
-from actors.processors.detect import HEAD_SIZE, detect_mime, sniff_delimiter
+from actors.processors.detect import (
+    HEAD_SIZE,
+    SNIFF_LINES,
+    SNIFF_SIZE,
+    detect_mime,
+    sniff_delimiter,
+    sniff_sample,
+)
 
 
 def png() -> bytes:
@@ -73,3 +80,21 @@ def test_head_cut_inside_quoted_field() -> None:
 def test_sniff_delimiter_restricted() -> None:
     assert sniff_delimiter("a:b\n1:2\n3:4\n") is None
     assert sniff_delimiter("a,b\n1,2\n") == ","
+
+
+def test_the_sniffer_reads_a_bounded_sample() -> None:
+    narrow = "".join(f"{i},{i * 2}\n" for i in range(20_000))[:HEAD_SIZE]
+    sample = sniff_sample(narrow)
+    assert 0 < len(sample) <= SNIFF_SIZE
+    assert sample.endswith("\n")
+    assert narrow.startswith(sample)
+    # A wide table's sample still holds SNIFF_LINES whole lines.
+    wide = "".join(",".join(str(i + j) for j in range(400)) + "\n" for i in range(40))
+    assert sniff_sample(wide).count("\n") == SNIFF_LINES
+
+
+def test_a_delimiter_is_checked_over_the_whole_head() -> None:
+    # Two fields per record for the sampled lines, three further on: no delimiter holds.
+    early = "a;b\n" + "1;2\n" * (2 * SNIFF_SIZE // 4)
+    assert sniff_delimiter(early) == ";"
+    assert sniff_delimiter(early + "3;4;5\n" * 10) is None
