@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Generator
+from functools import partial
 from typing import Any
 
 import uvicorn
@@ -22,7 +23,7 @@ from gateway.admin import admin_status
 from gateway.artifacts import list_artifacts
 from gateway.auth import JWTAuthMiddleware
 from gateway.events import job_events
-from gateway.health import health, ready
+from gateway.health import SharedChecks, check_dependencies, health, ready
 from gateway.idempotency import IdempotencyMiddleware
 from gateway.jobs import get_job, get_result, list_jobs
 from gateway.problems import on_exception, on_http_exception
@@ -48,6 +49,11 @@ def create_app(services: Services) -> Litestar:
     def provide_services() -> Services:
         return services
 
+    readiness = SharedChecks(partial(check_dependencies, services))
+
+    def provide_readiness() -> SharedChecks:
+        return readiness
+
     # Without any budget (all four settings empty) the rate-limit layers have nothing
     # to count or to report: they are left out rather than run per request.
     limits = services.rate_limits
@@ -69,7 +75,10 @@ def create_app(services: Services) -> Litestar:
             ),
             *OPEN_ROUTES,
         ],
-        dependencies={"services": Provide(provide_services, sync_to_thread=False)},
+        dependencies={
+            "services": Provide(provide_services, sync_to_thread=False),
+            "readiness": Provide(provide_readiness, sync_to_thread=False),
+        },
         middleware=[
             *([AddressRateLimitMiddleware(limits)] if limits.enabled else []),
             DefineMiddleware(JWTAuthMiddleware, verifier=services.tokens, exclude=["^/schema"]),

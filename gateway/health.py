@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+import math
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -18,6 +20,9 @@ from schemas.api import Readiness
 log = structlog.get_logger("gateway.health")
 
 _TIMEOUT = 2.0
+# How long one round of checks answers /ready: it takes no token and counts against
+# no rate limit, so without this every request to it would reach Postgres, Redis and S3.
+FRESH_SECONDS = 1.0
 
 
 @get(
@@ -47,6 +52,44 @@ async def _nats(services: Services) -> None:
     await services.nc.flush(timeout=int(_TIMEOUT))
 
 
+async def check_dependencies(services: Services) -> dict[str, str]:
+    """Each dependency's answer: "ok" or the kind of its failure."""
+    names = ("nats", "postgres", "redis", "s3")
+    results = await asyncio.gather(
+        _check(_nats(services)),
+        _check(services.pool.fetchval("SELECT 1")),
+        _check(services.redis.ping()),
+        _check(services.s3.head_bucket(Bucket=services.settings.s3_bucket)),
+    )
+    return dict(zip(names, results, strict=True))
+
+
+class SharedChecks:
+    """Runs `checks` once at a time, its answer reused until `fresh` seconds after it
+    started: concurrent and repeated probes share one round."""
+
+    def __init__(
+        self,
+        checks: Callable[[], Awaitable[dict[str, str]]],
+        *,
+        fresh: float = FRESH_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._checks = checks
+        self._fresh = fresh
+        self._clock = clock
+        self._round: asyncio.Task[dict[str, str]] | None = None
+        self._started = -math.inf
+
+    async def __call__(self) -> dict[str, str]:
+        now = self._clock()
+        if self._round is None or (self._round.done() and now - self._started >= self._fresh):
+            self._started = now
+            self._round = asyncio.ensure_future(self._checks())
+        # Shielded: a caller that goes away does not cancel the round the others wait on.
+        return await asyncio.shield(self._round)
+
+
 @get(
     "/ready",
     opt={"exclude_from_auth": True},
@@ -58,15 +101,8 @@ async def _nats(services: Services) -> None:
     },
     operation_class=ProblemOperation,
 )
-async def ready(request: Request[Any, Any, Any], services: Services) -> Response[Any]:
-    names = ("nats", "postgres", "redis", "s3")
-    results = await asyncio.gather(
-        _check(_nats(services)),
-        _check(services.pool.fetchval("SELECT 1")),
-        _check(services.redis.ping()),
-        _check(services.s3.head_bucket(Bucket=services.settings.s3_bucket)),
-    )
-    checks = dict(zip(names, results, strict=True))
+async def ready(request: Request[Any, Any, Any], readiness: SharedChecks) -> Response[Any]:
+    checks = await readiness()
     failing = [name for name, result in checks.items() if result != "ok"]
     if failing:
         return problem_response(

@@ -1,0 +1,67 @@
+"""/ready's checks are shared: one round at a time, reused while fresh."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from gateway.health import SharedChecks
+
+
+class Checks:
+    """Dependency checks that count their rounds and finish when released."""
+
+    def __init__(self) -> None:
+        self.rounds = 0
+        self.release = asyncio.Event()
+
+    async def __call__(self) -> dict[str, str]:
+        self.rounds += 1
+        await self.release.wait()
+        return {"postgres": "ok", "round": str(self.rounds)}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_concurrent_probes_share_one_round() -> None:
+    checks = Checks()
+    shared = SharedChecks(checks, fresh=1.0, clock=Clock())
+    waiting = [asyncio.create_task(shared()) for _ in range(50)]
+    await asyncio.sleep(0)  # one turn of the loop: each task runs to its first await
+    checks.release.set()
+    answers = await asyncio.gather(*waiting)
+    assert checks.rounds == 1
+    assert answers == [{"postgres": "ok", "round": "1"}] * 50
+
+
+async def test_an_answer_is_reused_until_it_is_stale() -> None:
+    checks, clock = Checks(), Clock()
+    checks.release.set()
+    shared = SharedChecks(checks, fresh=1.0, clock=clock)
+    assert (await shared())["round"] == "1"
+    clock.now += 0.9
+    assert (await shared())["round"] == "1"
+    clock.now += 0.1
+    assert (await shared())["round"] == "2"
+    assert checks.rounds == 2
+
+
+async def test_a_caller_going_away_leaves_the_round_to_the_others() -> None:
+    checks = Checks()
+    shared = SharedChecks(checks, fresh=1.0, clock=Clock())
+    gone = asyncio.create_task(shared())
+    stays = asyncio.create_task(shared())
+    await asyncio.sleep(0)  # one turn of the loop: both tasks wait on the round
+    gone.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    checks.release.set()
+    assert (await stays)["round"] == "1"
+    assert checks.rounds == 1
