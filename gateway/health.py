@@ -83,11 +83,19 @@ class SharedChecks:
 
     async def __call__(self) -> dict[str, str]:
         now = self._clock()
-        if self._round is None or (self._round.done() and now - self._started >= self._fresh):
+        current = self._round
+        # A finished round is reused while fresh, never if it failed.
+        if current is None or (
+            current.done() and (_failed(current) or now - self._started >= self._fresh)
+        ):
             self._started = now
-            self._round = asyncio.ensure_future(self._checks())
+            current = self._round = asyncio.ensure_future(self._checks())
         # Shielded: a caller that goes away does not cancel the round the others wait on.
-        return await asyncio.shield(self._round)
+        return await asyncio.shield(current)
+
+
+def _failed(task: asyncio.Task[Any]) -> bool:
+    return task.cancelled() or task.exception() is not None
 
 
 @get(

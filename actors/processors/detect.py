@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import re
 
 import filetype
 import msgspec
@@ -12,12 +13,13 @@ import msgspec
 HEAD_SIZE = 64 * 1024
 """How many leading bytes callers read before calling `detect_mime`."""
 
+# How much of the head `csv.Sniffer` reads: SNIFF_SIZE characters, or more to hold
+# SNIFF_LINES lines of a wide table (its header guess reads 20 rows). Its regular
+# expressions and per-line counts run in Python, and cost milliseconds per 10 KB; what
+# it names (delimiter, quote) is checked over the whole head by the C `csv.reader`.
 SNIFF_SIZE = 4 * 1024
 SNIFF_LINES = 32
-"""How much of the head `csv.Sniffer` reads: `SNIFF_SIZE` characters, or more to hold
-`SNIFF_LINES` lines of a wide table (its header guess reads 20 rows). Its regular
-expressions and per-line character counts run in Python, about 2.5 ms for 12 KB here;
-a delimiter it names is still checked over the whole head by the C `csv.reader`."""
+_LINE_END = re.compile(r"\r\n?|\n")
 
 EMPTY = "application/x-empty"
 BINARY = "application/octet-stream"
@@ -88,7 +90,10 @@ def sniff_delimiter(text: str, delimiters: str = DELIMITERS) -> str | None:
     except csv.Error:
         sniffed = None
     # Checked with the quote the Sniffer saw: single-quoted fields may hold the delimiter.
-    if sniffed is not None and _field_count(sample, sniffed.delimiter, sniffed.quotechar) >= 2:
+    if (
+        sniffed is not None
+        and _field_count(sample, sniffed.delimiter, sniffed.quotechar or '"') >= 2
+    ):
         return str(sniffed.delimiter)
     # The Sniffer gives up on some regular files (and sometimes guesses wrong), so try each
     # candidate directly and keep the one producing the most fields.
@@ -100,14 +105,31 @@ def sniff_delimiter(text: str, delimiters: str = DELIMITERS) -> str | None:
     return best
 
 
+def sniff_quote(text: str, delimiter: str) -> str:
+    """The quote character of delimited `text`: `"` unless `'` is seen wrapping fields
+    and holds over the whole head where `"` does not."""
+    try:
+        quote = csv.Sniffer().sniff(sniff_sample(text), delimiters=delimiter).quotechar
+    except csv.Error:
+        return '"'
+    # The Sniffer answers '"' when it saw no quoting at all; apostrophes are common in
+    # text, so a single quote seen early must also hold where the sample ends.
+    if quote != "'":
+        return '"'
+    sample = _complete_lines(text)
+    if _field_count(sample, delimiter, "'") == 0 and _field_count(sample, delimiter) > 0:
+        return '"'
+    return quote
+
+
 def sniff_sample(text: str) -> str:
     """What `csv.Sniffer` reads of `text` (see `SNIFF_SIZE`), in complete lines."""
-    newline = -1
-    for _ in range(SNIFF_LINES):
-        newline = text.find("\n", newline + 1)
-        if newline < 0:
-            return _complete_lines(text)
-    return _complete_lines(text[: max(SNIFF_SIZE, newline + 1)])
+    cut = len(text)
+    for count, end in enumerate(_LINE_END.finditer(text), start=1):
+        if count == SNIFF_LINES:
+            cut = end.end()
+            break
+    return _complete_lines(text[: max(SNIFF_SIZE, cut)])
 
 
 def _json_lines(text: str) -> bool:
@@ -132,10 +154,10 @@ def _complete_lines(text: str) -> str:
     return text[: cut + 1]
 
 
-def _field_count(sample: str, delimiter: str, quote: str | None = None) -> int:
+def _field_count(sample: str, delimiter: str, quote: str = '"') -> int:
     """Fields per record when every record agrees, else 0; needs at least two records."""
     try:
-        reader = csv.reader(io.StringIO(sample), delimiter=delimiter, quotechar=quote or '"')
+        reader = csv.reader(io.StringIO(sample), delimiter=delimiter, quotechar=quote)
         records = [r for r in reader if r]
     except csv.Error:
         return 0

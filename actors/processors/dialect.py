@@ -10,7 +10,13 @@ from pathlib import Path
 import msgspec
 
 from actors.errors import BadFile
-from actors.processors.detect import HEAD_SIZE, has_control_bytes, sniff_delimiter, sniff_sample
+from actors.processors.detect import (
+    HEAD_SIZE,
+    has_control_bytes,
+    sniff_delimiter,
+    sniff_quote,
+    sniff_sample,
+)
 
 BOM = codecs.BOM_UTF8
 TRANSCODE_CHUNK = 4 * 1024 * 1024
@@ -40,7 +46,7 @@ def sniff(source: Path, fallback_delimiter: str) -> Dialect:
     # profile; an incremental decoder holds back a character cut off by the head limit.
     text = codecs.getincrementaldecoder(encoding)(errors="replace").decode(head, final=False)
     delimiter = sniff_delimiter(text) or fallback_delimiter
-    quote = _quote(text, delimiter)
+    quote = sniff_quote(text, delimiter)
     first = _first_record(text, delimiter, quote)
     if not first:
         raise BadFile("empty file")
@@ -60,16 +66,6 @@ def _encoding(head: bytes) -> str:
     # decode outnumbering the invalid bytes mean a UTF-8 file with a few bad bytes.
     decoded = sum(1 for ch in text if ord(ch) > 0x7F) - invalid
     return "utf-8" if decoded and decoded >= invalid else "latin-1"
-
-
-def _quote(text: str, delimiter: str) -> str:
-    try:
-        quote = csv.Sniffer().sniff(sniff_sample(text), delimiters=delimiter).quotechar
-    except csv.Error:
-        return '"'
-    # The Sniffer answers '"' when it saw no quoting at all; a single quote is only believed
-    # when it actually wraps fields, since apostrophes are common in text.
-    return quote if quote and quote in "\"'" else '"'
 
 
 def _first_record(text: str, delimiter: str, quote: str) -> list[str]:

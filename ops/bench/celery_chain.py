@@ -2,8 +2,10 @@
 as a chain of three Celery tasks on Redis (the embedded Valkey), run by
 `celery -A ops.bench.celery_chain worker`.
 
-1. `verify`: S3 HEAD, then the object streamed through sha256 (1 MiB reads, `IfMatch`
-   the HEAD's ETag) and its type detected from the first bytes, as the upload actor does.
+1. `verify`: one S3 GET, its length checked from the headers before the body is
+   streamed through sha256 (1 MiB reads), and its type detected from the first bytes,
+   as the upload actor does (the issue's "S3 HEAD" step, folded into the GET on both
+   sides: equal work, one request each).
 2. `profile`: the object downloaded to a temporary folder and profiled by Conveyor's
    own processor for its type (the tabular processor for a CSV: the very same polars
    code, exports and charts included); every artifact and the result JSON stored in S3,
@@ -120,17 +122,17 @@ def _bucket() -> str:
 
 def _verify(job: dict[str, Any]) -> dict[str, Any]:
     s3, bucket = _s3(), _bucket()
-    head = s3.head_object(Bucket=bucket, Key=job["key"])
-    if int(head["ContentLength"]) != job["size"]:
-        raise ValueError("size mismatch")
-    etag = str(head.get("ETag", ""))
-    body = s3.get_object(Bucket=bucket, Key=job["key"], IfMatch=etag)["Body"]
+    obj = s3.get_object(Bucket=bucket, Key=job["key"])
+    body = obj["Body"]
     digest = Digest()  # the upload actor's, fed by a blocking read
     try:
+        if int(obj["ContentLength"]) != job["size"]:
+            raise ValueError("size mismatch")
         while chunk := body.read(CHUNK):
             digest.update(chunk)
     finally:
         body.close()
+    etag = str(obj.get("ETag", ""))
     if digest.size != job["size"]:
         raise ValueError("size mismatch")
     return {**job, "sha256": digest.sha256, "etag": etag, "mime": detect_mime(digest.first)}

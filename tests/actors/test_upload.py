@@ -58,7 +58,7 @@ async def test_a_stored_object_is_verified_with_its_digest_and_etag(
     actor: UploadActor, s3: S3Client, provisioned: Settings, owner: str
 ) -> None:
     key = f"test/{uuid.uuid4()}"
-    content = b"id,name\n" + b"1,ada\n" * 20_000  # over one read chunk
+    content = b"id,name\n" + b"1,ada\n" * 200_000  # more than one read of CHUNK bytes
     await s3.put_object(Bucket=provisioned.s3_bucket, Key=key, Body=content)
     head = await s3.head_object(Bucket=provisioned.s3_bucket, Key=key)
 

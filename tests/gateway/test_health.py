@@ -65,3 +65,20 @@ async def test_a_caller_going_away_leaves_the_round_to_the_others() -> None:
     checks.release.set()
     assert (await stays)["round"] == "1"
     assert checks.rounds == 1
+
+
+async def test_a_failed_round_is_not_reused() -> None:
+    rounds = 0
+
+    async def flaky() -> dict[str, str]:
+        nonlocal rounds
+        rounds += 1
+        if rounds == 1:
+            raise ConnectionError("refused")
+        return {"postgres": "ok"}
+
+    shared = SharedChecks(flaky, fresh=60.0, clock=Clock())
+    with pytest.raises(ConnectionError):
+        await shared()
+    assert await shared() == {"postgres": "ok"}
+    assert rounds == 2

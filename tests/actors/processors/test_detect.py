@@ -91,6 +91,9 @@ def test_the_sniffer_reads_a_bounded_sample() -> None:
     # A wide table's sample still holds SNIFF_LINES whole lines.
     wide = "".join(",".join(str(i + j) for j in range(400)) + "\n" for i in range(40))
     assert sniff_sample(wide).count("\n") == SNIFF_LINES
+    # Lines ended by CR alone are cut as well, not read whole.
+    old_mac = narrow.replace("\n", "\r")
+    assert len(sniff_sample(old_mac)) <= SNIFF_SIZE
 
 
 def test_a_delimiter_is_checked_over_the_whole_head() -> None:

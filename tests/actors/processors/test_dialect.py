@@ -27,3 +27,14 @@ def test_single_quotes_are_believed_where_they_wrap_fields(tmp_path: Path) -> No
     dialect = sniff(path, ",")
     assert (dialect.delimiter, dialect.quote, dialect.header) == (";", "'", True)
     assert dialect.names == ["id", "note"]
+
+
+def test_single_quotes_seen_early_must_hold_over_the_whole_head(tmp_path: Path) -> None:
+    # The Sniffer's sample shows single-quoted fields; further on, double quotes wrap
+    # fields holding the delimiter, which only `"` reads as two fields per record.
+    early = "".join(f"{i},'x{i}'\n" for i in range(300))
+    late = "".join(f'{i},"a, b {i}"\n' for i in range(300, 2000))
+    path = tmp_path / "mixed.csv"
+    path.write_text("id,s\n" + early + late)
+    dialect = sniff(path, ",")
+    assert (dialect.delimiter, dialect.quote) == (",", '"')
