@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import subprocess
@@ -88,6 +89,7 @@ def latency(seconds: list[float]) -> Latency:
     ordered = sorted(seconds)
 
     def rank(q: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2)
+        # The smallest value with at least q of all values at or below it.
+        return round(ordered[max(0, math.ceil(q * len(ordered)) - 1)] * 1000, 2)
 
     return Latency(p50=rank(0.50), p99=rank(0.99), p999=rank(0.999), max=rank(1.0))

@@ -1,0 +1,21 @@
+"""The benchmarks' percentiles."""
+
+from __future__ import annotations
+
+import random
+
+from ops.bench.report import Latency, latency
+
+
+def test_percentiles_are_nearest_rank_in_milliseconds() -> None:
+    seconds = [i / 1000 for i in range(1, 1001)]  # 1 ms .. 1000 ms
+    random.Random(3).shuffle(seconds)
+    assert latency(seconds) == Latency(p50=500.0, p99=990.0, p999=999.0, max=1000.0)
+
+
+def test_few_samples() -> None:
+    assert latency([]) == Latency(p50=0.0, p99=0.0, p999=0.0, max=0.0)
+    assert latency([0.002]) == Latency(p50=2.0, p99=2.0, p999=2.0, max=2.0)
+    # Of 100 values the 99th percentile is the 99th, not the largest.
+    hundred = [i / 1000 for i in range(1, 101)]
+    assert (latency(hundred).p50, latency(hundred).p99) == (50.0, 99.0)
