@@ -50,7 +50,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
+    """A `preexec_fn` for `subprocess.Popen`: the child is killed when its parent dies."""
     # Runs in the child between fork and exec (after any setuid), so the kernel kills
     # the server if the process that started it dies without cleaning up.
     libc = ctypes.CDLL(None, use_errno=True)
@@ -261,7 +262,7 @@ class EmbeddedStack:
                 env={**os.environ, **server.env} if server.env else None,
                 user=server.user,
                 cwd=self.data_dir,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
                 # Own process group: a Ctrl-C on the terminal reaches only us, and we
                 # stop the servers in order instead of all at once.
                 process_group=0,

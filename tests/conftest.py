@@ -30,7 +30,7 @@ from ops.connections import nats_credentials
 from ops.nats_auth import User
 from ops.processes import provision
 from ops.secrets import with_dev_secrets
-from ops.stack import EmbeddedStack, _die_with_parent, free_port
+from ops.stack import EmbeddedStack, die_with_parent, free_port
 from schemas.api import ENDED_STATUSES
 from schemas.settings import Settings, env_name
 from tests.waits import eventually, wait_for_value
@@ -145,7 +145,7 @@ async def conveyor_process(
             env=settings_env(settings),
             stdout=out,
             stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
     url = f"http://{settings.http_host}:{settings.http_port}"
     try:

@@ -6,6 +6,7 @@ import codecs
 import csv
 import io
 import re
+from typing import NamedTuple
 
 import filetype
 import msgspec
@@ -82,19 +83,31 @@ def decode_text(head: bytes) -> str | None:
         return head.decode("latin-1")
 
 
+class Sniffed(NamedTuple):
+    delimiter: str | None
+    quote: str | None
+    """The quote the Sniffer saw, when its own delimiter held (else None: not judged)."""
+
+
 def sniff_delimiter(text: str, delimiters: str = DELIMITERS) -> str | None:
     """The delimiter that splits every sampled record into the same number (>= 2) of fields."""
+    return sniff_table(text, delimiters).delimiter
+
+
+def sniff_table(text: str, delimiters: str = DELIMITERS) -> Sniffed:
+    """`sniff_delimiter`, with the quote character too when the Sniffer's guess held (it
+    is then what `sniff_quote` would find: the Sniffer counts quotes whatever the
+    delimiters it is given)."""
     sample = _complete_lines(text)
     try:
         sniffed = csv.Sniffer().sniff(sniff_sample(text), delimiters=delimiters)
     except csv.Error:
         sniffed = None
-    # Checked with the quote the Sniffer saw: single-quoted fields may hold the delimiter.
-    if (
-        sniffed is not None
-        and _field_count(sample, sniffed.delimiter, sniffed.quotechar or '"') >= 2
-    ):
-        return str(sniffed.delimiter)
+    if sniffed is not None:
+        # Checked with the quote it saw: single-quoted fields may hold the delimiter.
+        quote = sniffed.quotechar or '"'
+        if _field_count(sample, sniffed.delimiter, quote) >= 2:
+            return Sniffed(str(sniffed.delimiter), quote)
     # The Sniffer gives up on some regular files (and sometimes guesses wrong), so try each
     # candidate directly and keep the one producing the most fields.
     best, best_width = None, 1
@@ -102,7 +115,7 @@ def sniff_delimiter(text: str, delimiters: str = DELIMITERS) -> str | None:
         width = _field_count(sample, delimiter)
         if width > best_width:
             best, best_width = delimiter, width
-    return best
+    return Sniffed(best, None)
 
 
 def sniff_quote(text: str, delimiter: str) -> str:

@@ -13,9 +13,9 @@ from actors.errors import BadFile
 from actors.processors.detect import (
     HEAD_SIZE,
     has_control_bytes,
-    sniff_delimiter,
     sniff_quote,
     sniff_sample,
+    sniff_table,
 )
 
 BOM = codecs.BOM_UTF8
@@ -45,8 +45,9 @@ def sniff(source: Path, fallback_delimiter: str) -> Dialect:
     # Decoded as the file will be read, so that header names come out as they will in the
     # profile; an incremental decoder holds back a character cut off by the head limit.
     text = codecs.getincrementaldecoder(encoding)(errors="replace").decode(head, final=False)
-    delimiter = sniff_delimiter(text) or fallback_delimiter
-    quote = sniff_quote(text, delimiter)
+    sniffed = sniff_table(text)
+    delimiter = sniffed.delimiter or fallback_delimiter
+    quote = sniffed.quote or sniff_quote(text, delimiter)
     first = _first_record(text, delimiter, quote)
     if not first:
         raise BadFile("empty file")

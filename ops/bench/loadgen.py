@@ -27,7 +27,7 @@ from typing import Any, cast
 import msgspec
 
 from ops.bench.servers import own_cpu_seconds, process_cpu_seconds
-from ops.stack import _die_with_parent
+from ops.stack import die_with_parent
 
 CREATE_BODY = msgspec.json.encode(
     {"filename": "data.csv", "content_type": "text/csv", "size": 1024}
@@ -280,7 +280,7 @@ def spawn(
             if i == 0 and server_pid:
                 argv += ["--server-pid", str(server_pid)]
             procs.append(
-                subprocess.Popen(argv, stderr=subprocess.PIPE, env=env, preexec_fn=_die_with_parent)
+                subprocess.Popen(argv, stderr=subprocess.PIPE, env=env, preexec_fn=die_with_parent)
             )
         for i, proc in enumerate(procs):
             _, err = proc.communicate()

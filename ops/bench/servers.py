@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
-from ops.stack import _die_with_parent
+from ops.stack import die_with_parent
 from schemas.settings import Settings, env_name
 
 
@@ -73,7 +73,7 @@ def server(
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            argv, env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+            argv, env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
         )
     try:
         if probe is not None:
@@ -175,9 +175,11 @@ def cpu_by_name(
     name: a Postgres backend under `postgres`), and no pid is matched across readings.
     The trees of `leave_out` are not counted (they are measured on their own)."""
 
+    others = tuple(leave_out)  # used for both readings: an iterator would be spent by one
+
     def totals(stats: dict[int, ProcessStat]) -> dict[str, float]:
         tree = _trees(stats)
-        skipped = {pid for other in leave_out for pid in tree(other)}
+        skipped = {pid for other in others for pid in tree(other)}
         used: dict[str, float] = {}
         for pid, stat in tree(root).items():
             if pid not in skipped:

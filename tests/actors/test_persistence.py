@@ -14,9 +14,10 @@ import pytest
 
 from actors.persistence import Fenced, PersistenceActor, Stored
 from ops.connections import postgres_pool
-from schemas.events import Envelope, Processed, Uploaded, Verified, Verifying, follow_up, new_event
+from schemas.events import Envelope, Processed, Verified, Verifying, follow_up
 from schemas.results import FileResult
 from schemas.settings import Settings
+from tests.events import uploaded_event
 
 
 @pytest.fixture
@@ -26,14 +27,7 @@ async def pool(provisioned: Settings) -> AsyncIterator[asyncpg.Pool[Any]]:
 
 
 def chain(owner: str, *, encoding: str | None = None) -> list[Envelope]:
-    job_id = uuid.uuid4()
-    uploaded = new_event(
-        Uploaded(upload_id=uuid.uuid4(), filename="f.bin", content_type="a/b", size=3, key="k"),
-        job_id=job_id,
-        owner=owner,
-        source="test",
-        correlation_id="req",
-    )
+    uploaded = uploaded_event(owner, filename="f.bin", content_type="a/b")
     verified = follow_up(
         uploaded,
         Verified(key="k", filename="f.bin", size=3, sha256="ab" * 32, mime="a/b"),
@@ -56,13 +50,7 @@ PARTITION = 3
 
 def unstorable(owner: str) -> Envelope:
     """An event Postgres can not store: a NUL character bound for a text column."""
-    return new_event(
-        Uploaded(upload_id=uuid.uuid4(), filename="a\x00b", content_type="a/b", size=1, key="k"),
-        job_id=uuid.uuid4(),
-        owner=owner,
-        source="test",
-        correlation_id="req",
-    )
+    return uploaded_event(owner, filename="a\x00b", content_type="a/b", size=1)
 
 
 def stored(event: Envelope, seq: int) -> Stored:

@@ -23,10 +23,10 @@ from schemas.events import (
     Verified,
     Verifying,
     follow_up,
-    new_event,
 )
 from schemas.results import FileResult
 from schemas.settings import Settings
+from tests.events import uploaded_event
 
 # Compared between the two ways; job_id and upload_id differ by construction.
 COLUMNS = (
@@ -43,15 +43,7 @@ async def pool(provisioned: Settings) -> AsyncIterator[asyncpg.Pool[Any]]:
 
 def story(owner: str, ending: str) -> list[Envelope]:
     """One job's events in stream order, ending as `ending` says."""
-    uploaded = new_event(
-        Uploaded(
-            upload_id=uuid.uuid4(), filename="t.csv", content_type="text/csv", size=3, key="k"
-        ),
-        job_id=uuid.uuid4(),
-        owner=owner,
-        source="test",
-        correlation_id="req",
-    )
+    uploaded = uploaded_event(owner, filename="t.csv")
     verifying = follow_up(uploaded, Verifying(), source="test")
     if ending == "rejected":
         return [uploaded, verifying, follow_up(verifying, Rejected(reason="size"), source="t")]
@@ -107,16 +99,17 @@ def renamed(events: list[Envelope]) -> list[Envelope]:
     return out
 
 
-async def rows(pool: asyncpg.Pool[Any], events: list[Envelope]) -> list[tuple[Any, ...]]:
-    """The jobs' rows in the order the jobs first appear in `events` (None when absent)."""
+async def rows(pool: asyncpg.Pool[Any], events: list[Envelope]) -> list[dict[str, Any] | None]:
+    """The jobs' rows, all but their ids, in the order the jobs first appear in `events`
+    (None when absent)."""
     order = list(dict.fromkeys(e.job_id for e in events))
     found = {
-        r["job_id"]: tuple(r)[1:]
+        r["job_id"]: {k: v for k, v in r.items() if k != "job_id"}
         for r in await pool.fetch(
             f"SELECT job_id, {COLUMNS} FROM jobs WHERE job_id = ANY($1::uuid[])", order
         )
     }
-    return [found.get(job_id) for job_id in order]  # type: ignore[misc]
+    return [found.get(job_id) for job_id in order]
 
 
 def deliveries(rng: random.Random, count: int) -> list[range]:
@@ -155,7 +148,7 @@ async def test_a_batch_folded_set_wise_equals_one_event_at_a_time(
     expected = await rows(pool, one)
     assert await rows(pool, folded) == expected
     # The stories end as told: a check that the rows compared are not both empty.
-    statuses = [row[7] if row else None for row in expected]
+    statuses = [row["status"] if row else None for row in expected]
     assert set(statuses) == {"succeeded", "rejected", "failed", None}
 
 
@@ -171,7 +164,7 @@ async def test_copy_inserts_new_jobs_with_their_later_events_folded_in(
         await project_all(conn, list(enumerate(copied, start=1)), encoder, copy=True)
     expected = await rows(pool, one)
     assert await rows(pool, copied) == expected
-    assert sorted(row[7] for row in expected if row) == [
+    assert sorted(row["status"] for row in expected if row) == [
         "failed",
         "rejected",
         "succeeded",

@@ -19,8 +19,9 @@ from actors.publisher import Publisher
 from actors.runtime import Delivery
 from actors.upload import UploadActor
 from ops.connections import s3_client
-from schemas.events import Envelope, Rejected, Uploaded, Verified, new_event
+from schemas.events import Envelope, Rejected, Verified
 from schemas.settings import Settings
+from tests.events import uploaded_event
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -38,10 +39,7 @@ def actor(s3: S3Client, nc: NATS, provisioned: Settings) -> UploadActor:
 
 
 def uploaded(owner: str, key: str, size: int) -> Envelope:
-    data = Uploaded(
-        upload_id=uuid.uuid4(), filename="a.csv", content_type="text/csv", size=size, key=key
-    )
-    return new_event(data, job_id=uuid.uuid4(), owner=owner, source="test", correlation_id="req")
+    return uploaded_event(owner, filename="a.csv", size=size, key=key)
 
 
 async def verdict(actor: UploadActor, event: Envelope) -> Verified | Rejected:

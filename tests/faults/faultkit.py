@@ -34,7 +34,7 @@ from gateway.auth import issue_token
 from ops.connections import postgres_pool
 from ops.processes import provision
 from ops.secrets import with_dev_secrets
-from ops.stack import EmbeddedStack, _die_with_parent, free_port
+from ops.stack import EmbeddedStack, die_with_parent, free_port
 from schemas import subjects
 from schemas.api import ENDED_STATUSES
 from schemas.settings import Settings
@@ -71,7 +71,7 @@ class Cluster:
                 env=settings_env(self.settings),
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
 
     def signal(self, name: str, sig: int, *, wait: float = 30.0) -> int:

@@ -8,6 +8,7 @@ import uuid
 from contextlib import AsyncExitStack
 
 import asyncpg
+import msgspec
 import nats
 import pytest
 import websockets
@@ -16,9 +17,11 @@ from gateways import gateway_process
 from nats.aio.client import Client as NATS
 from websockets import ClientConnection
 
+from actors.projection import project_one
 from actors.publisher import Publisher
 from gateway.auth import issue_token
-from schemas.events import Verifying, new_event
+from schemas.events import Verifying, follow_up
+from tests.events import uploaded_event
 from tests.waits import wait_for_value
 
 EXPECTED = ["uploaded", "verifying", "verified", "processed"]
@@ -117,25 +120,16 @@ async def test_nats_subscriber_sees_events_in_order(api: Api, service: Service) 
 
 
 async def open_job(service: Service, nc: NATS, owner: str) -> str:
-    """A job that never ends: a row as persistence leaves it, and one event to send."""
-    job_id = uuid.uuid4()
+    """A job that never ends: its row as persistence makes it of an `uploaded` never
+    published (the upload actor would end the job), and one event to send."""
+    uploaded = uploaded_event(owner, filename="open.csv", size=1)
     conn = await asyncpg.connect(service.settings.database_url)
     try:
-        await conn.execute(
-            "INSERT INTO jobs (job_id, owner, upload_id, filename, content_type, size,"
-            " object_key, status, created_at, updated_at, last_seq)"
-            " VALUES ($1, $2, $3, 'open.csv', 'text/csv', 1, 'k', 'queued', now(), now(), 0)",
-            job_id,
-            owner,
-            uuid.uuid4(),
-        )
+        await project_one(conn, uploaded, 0, msgspec.json.Encoder())
     finally:
         await conn.close()
-    event = new_event(
-        Verifying(), job_id=job_id, owner=owner, source="test", correlation_id="sockets"
-    )
-    await Publisher(nc.jetstream()).publish(event)
-    return str(job_id)
+    await Publisher(nc.jetstream()).publish(follow_up(uploaded, Verifying(), source="test"))
+    return str(uploaded.job_id)
 
 
 async def first_frame(sockets: AsyncExitStack, url: str) -> tuple[ClientConnection, str | int]:

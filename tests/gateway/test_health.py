@@ -10,14 +10,20 @@ from gateway.health import SharedChecks
 
 
 class Checks:
-    """Dependency checks that count their rounds and finish when released."""
+    """Dependency checks that count their rounds and finish when released.
+
+    A round's task is made by the first caller, so it starts after every caller made
+    before it has asked: `started` tells they all wait on the round.
+    """
 
     def __init__(self) -> None:
         self.rounds = 0
+        self.started = asyncio.Event()
         self.release = asyncio.Event()
 
     async def __call__(self) -> dict[str, str]:
         self.rounds += 1
+        self.started.set()
         await self.release.wait()
         return {"postgres": "ok", "round": str(self.rounds)}
 
@@ -32,9 +38,11 @@ class Clock:
 
 async def test_concurrent_probes_share_one_round() -> None:
     checks = Checks()
-    shared = SharedChecks(checks, fresh=1.0, clock=Clock())
+    # Never fresh: a caller after the round would start another, so one round means
+    # all of them shared the round under way.
+    shared = SharedChecks(checks, fresh=0.0, clock=Clock())
     waiting = [asyncio.create_task(shared()) for _ in range(50)]
-    await asyncio.sleep(0)  # one turn of the loop: each task runs to its first await
+    await checks.started.wait()
     checks.release.set()
     answers = await asyncio.gather(*waiting)
     assert checks.rounds == 1
@@ -58,7 +66,7 @@ async def test_a_caller_going_away_leaves_the_round_to_the_others() -> None:
     shared = SharedChecks(checks, fresh=1.0, clock=Clock())
     gone = asyncio.create_task(shared())
     stays = asyncio.create_task(shared())
-    await asyncio.sleep(0)  # one turn of the loop: both tasks wait on the round
+    await checks.started.wait()
     gone.cancel()
     with pytest.raises(asyncio.CancelledError):
         await gone

@@ -14,7 +14,9 @@ from actors.processors.detect import (
     SNIFF_SIZE,
     detect_mime,
     sniff_delimiter,
+    sniff_quote,
     sniff_sample,
+    sniff_table,
 )
 
 
@@ -101,3 +103,18 @@ def test_a_delimiter_is_checked_over_the_whole_head() -> None:
     early = "a;b\n" + "1;2\n" * (2 * SNIFF_SIZE // 4)
     assert sniff_delimiter(early) == ";"
     assert sniff_delimiter(early + "3;4;5\n" * 10) is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "id,note\n" + "".join(f'{i},"a, b {i}"\n' for i in range(40)),
+        "id;note\n" + "".join(f"{i};'a; b {i}'\n" for i in range(40)),
+        "a|b|c\n" + "1|2|3\n" * 40,
+        "name,said\n" + "".join(f"{i},it's {i}\n" for i in range(40)),
+    ],
+)
+def test_the_quote_sniffed_with_the_delimiter_is_sniff_quotes_own(text: str) -> None:
+    sniffed = sniff_table(text)
+    assert sniffed.delimiter is not None
+    assert sniffed.quote == sniff_quote(text, sniffed.delimiter)
