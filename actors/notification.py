@@ -1,7 +1,10 @@
 """The notification actor: relays each job event to core NATS for live listeners.
 
-WebSocket handlers in any gateway process subscribe to `notify.jobs.<job_id>.*`;
-the relay carries the stream sequence so a listener can merge it with history.
+Each event goes out twice: on `notify.jobs.<job_id>.<type>` for the job's WebSockets,
+and on `notify.owners.<owner key>` for its owner's feed (WS /v1/events), in any
+gateway process. Both carry the stream sequence, so a listener can merge them with
+history. One replica relays in stream order (its consumer hands it one event at a
+time).
 """
 
 from __future__ import annotations
@@ -26,11 +29,11 @@ class NotificationActor:
         self._nc = nc
 
     async def handle(self, event: Envelope, delivery: Delivery) -> Sequence[Envelope]:
+        headers = {subjects.SEQ_HEADER: str(delivery.stream_seq)}
         await self._nc.publish(
-            subjects.notify_job(event.job_id, event.type),
-            delivery.data,
-            headers={subjects.SEQ_HEADER: str(delivery.stream_seq)},
+            subjects.notify_job(event.job_id, event.type), delivery.data, headers=headers
         )
+        await self._nc.publish(subjects.notify_owner(event.owner), delivery.data, headers=headers)
         # No flush: the ack goes out on this same connection after the relay, and NATS keeps
         # one connection's messages in order, so it can never overtake it.
         return []

@@ -23,6 +23,7 @@ from gateway.admin import admin_status
 from gateway.artifacts import list_artifacts
 from gateway.auth import JWTAuthMiddleware
 from gateway.events import job_events
+from gateway.feed import owner_events
 from gateway.health import SharedChecks, check_dependencies, health, ready
 from gateway.idempotency import IdempotencyMiddleware
 from gateway.jobs import get_job, get_result, list_jobs
@@ -39,7 +40,7 @@ VERSION = "0.1.0"
 # What each token scope opens, in one place.
 SCOPED_ROUTES: dict[str, list[ControllerRouterHandler]] = {
     WRITE: [create_upload, complete_upload],
-    READ: [get_job, list_jobs, get_result, list_artifacts, job_events],
+    READ: [get_job, list_jobs, get_result, list_artifacts, job_events, owner_events],
     ADMIN: [admin_status],
 }
 OPEN_ROUTES: list[ControllerRouterHandler] = [health, ready]

@@ -22,6 +22,7 @@ from nats.js.errors import NotFoundError
 from gateway.jobs import find_job
 from gateway.scopes import Grant
 from gateway.services import Services
+from gateway.sockets import OpenSockets
 from schemas import subjects
 from schemas.events import TERMINAL
 
@@ -64,11 +65,7 @@ async def job_events(socket: WebSocket[str, Any, Any], job_id: str, services: Se
         return
     owner = socket.user
     # Counted before the lookup: an owner at the cap costs no query per attempt.
-    if not services.sockets.claim(owner):
-        await socket.close(
-            code=CLOSE_TOO_MANY,
-            reason=f"{services.sockets.limit} sockets open for this owner already",
-        )
+    if not await claim_or_close(socket, services.sockets, owner):
         return
     try:
         if await find_job(services, jid, owner) is None:
@@ -88,9 +85,8 @@ async def _follow(socket: WebSocket[str, Any, Any], services: Services, jid: uui
 
     # Subscribed before the first read: an event stored after that read is relayed.
     sub = await services.nc.subscribe(subjects.notify_job_all(jid), cb=on_relay)
-    gone = asyncio.create_task(_until_disconnect(socket))
-    grant = socket.scope.get("auth")
-    expires_at = grant.expires_at if isinstance(grant, Grant) else time.time()
+    gone = asyncio.create_task(until_disconnect(socket))
+    expires_at = token_expiry(socket)
     try:
         last_seq = 0
         while not gone.done():
@@ -120,7 +116,27 @@ async def _follow(socket: WebSocket[str, Any, Any], services: Services, jid: uui
             await sub.unsubscribe()
 
 
-async def _until_disconnect(socket: WebSocket[str, Any, Any]) -> None:
+async def claim_or_close(
+    socket: WebSocket[str, Any, Any], sockets: OpenSockets, owner: str
+) -> bool:
+    """Counts the socket against the owner's cap (release it when it ends); at the cap,
+    closes it with 4429 and returns False."""
+    if sockets.claim(owner):
+        return True
+    await socket.close(
+        code=CLOSE_TOO_MANY, reason=f"{sockets.limit} sockets open for this owner already"
+    )
+    return False
+
+
+def token_expiry(socket: WebSocket[str, Any, Any]) -> float:
+    """When the socket's token expires (epoch seconds): the socket closes then."""
+    grant = socket.scope.get("auth")
+    return grant.expires_at if isinstance(grant, Grant) else time.time()
+
+
+async def until_disconnect(socket: WebSocket[str, Any, Any]) -> None:
+    """Returns when the client goes away; what it sends is read and dropped."""
     with contextlib.suppress(WebSocketDisconnect):
         while True:
             await socket.receive_data(mode="text")

@@ -197,9 +197,10 @@ def _kv(bucket: str, *, watch: bool = False) -> list[str]:
 
 def permissions() -> dict[User, Permissions]:
     jobs = subjects.JOBS_STREAM
-    notify = subjects.notify_job("*", "*")
+    notify = (subjects.notify_job("*", "*"), f"{subjects.NOTIFY_OWNERS_PREFIX}.*")
+    relays = (f"{subjects.NOTIFY_PREFIX}.>", f"{subjects.NOTIFY_OWNERS_PREFIX}.>")
     # Core subscribers may listen to every event and every relay (read-only).
-    listen = [_everything_under(subjects.JOBS_SUBJECTS), f"{subjects.NOTIFY_PREFIX}.>"]
+    listen = [_everything_under(subjects.JOBS_SUBJECTS), *relays]
 
     def inbox(user: User) -> list[str]:
         return [f"{inbox_prefix(user)}.>"]
@@ -215,7 +216,7 @@ def permissions() -> dict[User, Permissions]:
                 # GET /v1/admin/status (read-only).
                 *_status(),
             ),
-            subscribe=(*inbox("gateway"), f"{subjects.NOTIFY_PREFIX}.>"),
+            subscribe=(*inbox("gateway"), *relays),
         ),
         "upload": Permissions(
             publish=(
@@ -251,7 +252,7 @@ def permissions() -> dict[User, Permissions]:
         "notification": Permissions(
             publish=(
                 *_durable(subjects.NOTIFICATION_CONSUMER),
-                notify,
+                *notify,
                 *_dead_letters(subjects.NOTIFICATION_CONSUMER),
             ),
             subscribe=tuple(inbox("notification")),

@@ -43,6 +43,14 @@ class CompleteAccepted(msgspec.Struct, frozen=True, kw_only=True):
     seq: int
 
 
+class FeedFrame(msgspec.Struct, frozen=True, kw_only=True):
+    """One frame of WS /v1/events: an event of the caller's, as stored, and its stream
+    sequence, which `?after=` resumes from."""
+
+    seq: int
+    event: msgspec.Raw
+
+
 class JobView(msgspec.Struct, frozen=True, kw_only=True):
     job_id: uuid.UUID
     upload_id: uuid.UUID

@@ -81,6 +81,14 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True):
     data: EventData
 
 
+class EventHead(msgspec.Struct, frozen=True, kw_only=True):
+    """An envelope's routing fields alone: decoding it skips `data` (and anything new)."""
+
+    job_id: uuid.UUID
+    type: str
+    owner: str
+
+
 def _tag(data: EventData) -> str:
     tag = type(data).__struct_config__.tag
     assert isinstance(tag, str)

@@ -58,6 +58,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     job_cache_seconds: Annotated[int, msgspec.Meta(ge=0)] = 3600
     # WebSockets one owner may hold open on one gateway process at once.
     max_sockets_per_owner: Annotated[int, msgspec.Meta(ge=1)] = 100
+    # Stored events (every owner's) WS /v1/events?after= reads at most to catch up.
+    feed_catch_up_events: Annotated[int, msgspec.Meta(ge=1)] = 10_000
     # Request bodies are small JSON documents: files go straight to S3.
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 64 * 1024
     # `type/subtype` or `type/*`, comma-separated.

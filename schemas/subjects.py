@@ -9,6 +9,7 @@ subscribers see the published subject, without the partition.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from typing import Final
 
@@ -27,6 +28,8 @@ LEASES_BUCKET: Final = "leases"
 # Core NATS (not stored): the notification actor relays job events here for
 # WebSocket listeners in any gateway process.
 NOTIFY_PREFIX: Final = "notify.jobs"
+# ... and once more per owner, for WS /v1/events.
+NOTIFY_OWNERS_PREFIX: Final = "notify.owners"
 
 # NATS's own subject prefixes, which permissions (ops.nats_auth) are written in.
 JS_API: Final = "$JS.API"
@@ -95,6 +98,16 @@ def notify_job(job_id: uuid.UUID | str, event_type: str) -> str:
 
 def notify_job_all(job_id: uuid.UUID | str) -> str:
     return f"{NOTIFY_PREFIX}.{job_id}.*"
+
+
+def owner_key(owner: str) -> str:
+    """A subject token for `owner`: a JWT `sub` may hold `.`, `*`, `>` or spaces, which
+    a subject can not. 128 bits of BLAKE2b; listeners still check the envelope's owner."""
+    return hashlib.blake2b(owner.encode(), digest_size=16).hexdigest()
+
+
+def notify_owner(owner: str) -> str:
+    return f"{NOTIFY_OWNERS_PREFIX}.{owner_key(owner)}"
 
 
 def dead_letter(actor: str, job_id: uuid.UUID | str | None) -> str:

@@ -361,6 +361,8 @@ async def test_notification_actor(login: Callable[[nats_auth.User], Awaitable[As
     # pending): read with next_msg, and publish again until one arrives.
     relay = await listener.nc.subscribe(subjects.notify_job_all(job_id))
     await listener.nc.flush()
+    # The owner's feed too (a refusal would be reported before the relay below arrives).
+    await a.nc.publish(subjects.notify_owner(f"owner-{job_id}"), b"{}")
 
     async def relayed() -> Msg | None:
         # Core NATS delivers at most once: publish again until one arrives.

@@ -1,0 +1,173 @@
+"""WS /v1/events: every event of the caller's jobs, as they are stored.
+
+Live frames come from the notification actor's relay on the owner's subject
+(`notify.owners.<key>`). With `?after=SEQ` the socket first reads the JOBS stream
+from SEQ on, so a client that keeps the `seq` of its last frame resumes where it
+left off: after a dropped connection, or after a relay lost to a NATS reconnect
+(core NATS keeps nothing for a listener that was away).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from asyncio import FIRST_COMPLETED
+from collections import deque
+from typing import Any
+
+import msgspec
+import structlog
+from litestar import WebSocket, websocket
+from litestar.exceptions import WebSocketDisconnect
+from nats.aio.msg import Msg
+from nats.js.errors import NotFoundError
+
+from gateway.events import CLOSE_EXPIRED, claim_or_close, token_expiry, until_disconnect
+from gateway.services import Services
+from schemas import subjects
+from schemas.api import FeedFrame
+from schemas.events import EventHead
+
+# Close codes beyond gateway.events': 4400 a bad `after`, 4416 more stored events to
+# read than the catch-up allows (list the jobs instead), 4408 a client too slow to
+# take its frames (reconnect with `after`).
+CLOSE_BAD_REQUEST = 4400
+CLOSE_TOO_FAR_BACK = 4416
+CLOSE_TOO_SLOW = 4408
+# Relays held for a client that reads slower than its jobs change.
+QUEUE_FRAMES = 1024
+# Frames remembered to send none twice.
+RECENT_FRAMES = 1024
+# Re-check the token's expiry at least this often while nothing happens.
+IDLE_SECONDS = 5.0
+
+_heads = msgspec.json.Decoder(EventHead)
+_frames = msgspec.json.Encoder()
+log = structlog.get_logger()
+
+
+def parse_after(value: str | None) -> int | bool | None:
+    """`after` as a stream sequence; None when absent, False when it is not one."""
+    if value is None:
+        return None
+    if not value.isascii() or not value.isdigit() or len(value) > 19:
+        return False
+    return int(value)
+
+
+@websocket("/v1/events")
+async def owner_events(
+    socket: WebSocket[str, Any, Any], services: Services, after: str | None = None
+) -> None:
+    await socket.accept()
+    start = parse_after(after)
+    if start is False:
+        await socket.close(code=CLOSE_BAD_REQUEST, reason="after must be a stream sequence")
+        return
+    owner = socket.user
+    if not await claim_or_close(socket, services.sockets, owner):
+        return
+    try:
+        await _feed(socket, services, owner, start if isinstance(start, int) else None)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        services.sockets.release(owner)
+
+
+def _frame(seq: int, data: bytes) -> str:
+    return _frames.encode(FeedFrame(seq=seq, event=msgspec.Raw(data))).decode()
+
+
+def _owned_by(data: bytes, owner: str) -> bool:
+    try:
+        return _heads.decode(data).owner == owner
+    except msgspec.DecodeError:
+        return False  # not an envelope: nothing the client could read either
+
+
+async def _feed(
+    socket: WebSocket[str, Any, Any], services: Services, owner: str, after: int | None
+) -> None:
+    relays: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue(QUEUE_FRAMES)
+    overflow = asyncio.Event()
+
+    async def on_relay(msg: Msg) -> None:
+        seq = int((msg.headers or {}).get(subjects.SEQ_HEADER, "0"))
+        try:
+            relays.put_nowait((seq, msg.data))
+        except asyncio.QueueFull:
+            overflow.set()
+
+    # Subscribed (and the server told, by the flush) before the stream is read: an
+    # event stored after the read's end is relayed to this socket.
+    sub = await services.nc.subscribe(subjects.notify_owner(owner), cb=on_relay)
+    gone = asyncio.create_task(until_disconnect(socket))
+    expires_at = token_expiry(socket)
+    # Relays of events up to here were sent by the catch-up already.
+    read_to = 0
+    sent: deque[int] = deque(maxlen=RECENT_FRAMES)
+    try:
+        if after is not None:
+            await services.nc.flush()
+            caught_up = await _catch_up(socket, services, owner, after)
+            if caught_up is None:
+                return
+            read_to = caught_up
+        while not gone.done():
+            left = expires_at - time.time()
+            if left <= 0:
+                await socket.close(code=CLOSE_EXPIRED, reason="token expired")
+                return
+            if overflow.is_set():
+                await socket.close(
+                    code=CLOSE_TOO_SLOW, reason="fell behind: reconnect with after=<last seq>"
+                )
+                return
+            getter = asyncio.create_task(relays.get())
+            await asyncio.wait(
+                {getter, gone}, timeout=min(IDLE_SECONDS, left), return_when=FIRST_COMPLETED
+            )
+            # A get cancelled before it returned leaves its relay in the queue.
+            if getter.cancel():
+                continue
+            seq, data = getter.result()
+            # A relay the catch-up covered, or one sent again (a redelivered notification):
+            # never a frame twice. Not `seq > last sent`: with several notification
+            # replicas relays may come out of order, and none may be lost.
+            if seq <= read_to or seq in sent or not _owned_by(data, owner):
+                continue
+            await socket.send_text(_frame(seq, data))
+            sent.append(seq)
+    finally:
+        gone.cancel()
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+
+
+async def _catch_up(
+    socket: WebSocket[str, Any, Any], services: Services, owner: str, after: int
+) -> int | None:
+    """Sends the owner's stored events after `after`, oldest first; the last sequence
+    read, or None when more were stored than the catch-up reads (the socket closed)."""
+    limit = services.settings.feed_catch_up_events
+    seq = after
+    for _ in range(limit):
+        try:
+            raw = await services.js.get_msg(
+                subjects.JOBS_STREAM, seq=seq + 1, subject=subjects.STORED_JOBS, next=True
+            )
+        except NotFoundError:
+            return seq
+        assert raw.seq is not None
+        seq = raw.seq
+        data = raw.data or b""
+        if _owned_by(data, owner):
+            await socket.send_text(_frame(seq, data))
+    log.info("feed catch-up too far back", after=after, read_to=seq, limit=limit)
+    await socket.close(
+        code=CLOSE_TOO_FAR_BACK,
+        reason=f"over {limit} events since {after}: list your jobs, then reconnect",
+    )
+    return None
