@@ -27,6 +27,7 @@ from gateway.feed import owner_events
 from gateway.health import SharedChecks, check_dependencies, health, ready
 from gateway.idempotency import IdempotencyMiddleware
 from gateway.jobs import get_job, get_result, list_jobs
+from gateway.page import Page, job_page
 from gateway.problems import on_exception, on_http_exception
 from gateway.ratelimit import AddressRateLimitMiddleware, OwnerRateLimitMiddleware
 from gateway.requests import RequestIds
@@ -40,7 +41,15 @@ VERSION = "0.1.0"
 # What each token scope opens, in one place.
 SCOPED_ROUTES: dict[str, list[ControllerRouterHandler]] = {
     WRITE: [create_upload, complete_upload],
-    READ: [get_job, list_jobs, get_result, list_artifacts, job_events, owner_events],
+    READ: [
+        get_job,
+        list_jobs,
+        get_result,
+        list_artifacts,
+        job_events,
+        owner_events,
+        job_page,
+    ],
     ADMIN: [admin_status],
 }
 OPEN_ROUTES: list[ControllerRouterHandler] = [health, ready]
@@ -54,6 +63,11 @@ def create_app(services: Services) -> Litestar:
 
     def provide_readiness() -> SharedChecks:
         return readiness
+
+    page = Page(services.presigner.origin)
+
+    def provide_page() -> Page:
+        return page
 
     # Without any budget (all four settings empty) the rate-limit layers have nothing
     # to count or to report: they are left out rather than run per request.
@@ -79,6 +93,7 @@ def create_app(services: Services) -> Litestar:
         dependencies={
             "services": Provide(provide_services, sync_to_thread=False),
             "readiness": Provide(provide_readiness, sync_to_thread=False),
+            "page": Provide(provide_page, sync_to_thread=False),
         },
         middleware=[
             *([AddressRateLimitMiddleware(limits)] if limits.enabled else []),

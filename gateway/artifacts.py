@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -38,9 +39,17 @@ async def list_artifacts(
     job_id: str, request: Request[str, Any, Any], services: Services
 ) -> ArtifactList:
     uid = parse_job_id(job_id)
-    row = await services.pool.fetchrow(_QUERY, uid, request.user)
-    if row is None:
+    found = await artifact_links(services, uid, request.user)
+    if found is None:
         raise NotFound(f"no job {job_id}")
+    return found
+
+
+async def artifact_links(services: Services, job_id: uuid.UUID, owner: str) -> ArtifactList | None:
+    """The owner's job's artifacts with fresh presigned URLs; None for no such job."""
+    row = await services.pool.fetchrow(_QUERY, job_id, owner)
+    if row is None:
+        return None
     raw = row["artifacts"]
     artifacts = _decoder.decode(raw) if raw is not None else None
     ttl = services.settings.presign_ttl_seconds
@@ -55,4 +64,4 @@ async def list_artifacts(
         )
         for a in artifacts or []
     ]
-    return ArtifactList(job_id=uid, artifacts=links, expires_at=expires_at)
+    return ArtifactList(job_id=job_id, artifacts=links, expires_at=expires_at)

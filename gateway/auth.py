@@ -6,7 +6,8 @@ Two modes, never mixed, so one algorithm's key can not be presented as another's
 `alg: none` is refused in both. `exp`, `sub` and `aud` are required; `nbf` and `iss`
 are checked when present or configured.
 
-WebSockets may pass the token as `?token=` because browsers can not set headers there.
+WebSockets, and routes whose `opt` sets `QUERY_TOKEN` (the job's web page), may pass
+the token as `?token=`, because browsers can not set headers there.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ from litestar.types import ASGIApp
 from gateway.jwks import KeySet
 from gateway.scopes import DEFAULT_SCOPES, Grant
 from schemas.settings import Settings
+
+# A route option: this route takes `?token=` as well as the header.
+QUERY_TOKEN = "query_token"
 
 SYMMETRIC = "HS256"
 ASYMMETRIC = frozenset({"RS256", "ES256"})
@@ -160,6 +164,7 @@ class JWTAuthMiddleware(AbstractAuthenticationMiddleware):
             token = (
                 connection.query_params.get("token", "")
                 if connection.scope["type"] == ScopeType.WEBSOCKET
+                or connection.route_handler.opt.get(QUERY_TOKEN)
                 else ""
             )
         if not token:

@@ -10,7 +10,7 @@ are signed headers: S3 refuses a PUT that sends others.
 
 from __future__ import annotations
 
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from botocore.auth import S3SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
@@ -23,6 +23,9 @@ class Presigner:
     def __init__(self, settings: Settings) -> None:
         # The address clients reach S3 at, which may differ from the service's.
         endpoint = (settings.s3_public_endpoint or settings.s3_endpoint).rstrip("/")
+        parts = urlsplit(endpoint)
+        self.origin = f"{parts.scheme}://{parts.netloc}"
+        """Where presigned URLs point (scheme, host, port): what a page may load from."""
         self._base = f"{endpoint}/{settings.s3_bucket}/"
         self._credentials = Credentials(settings.s3_access_key, settings.s3_secret_key)
         self._region = settings.s3_region

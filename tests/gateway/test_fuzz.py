@@ -51,7 +51,13 @@ MAX_EXAMPLES = 25
 Operation = schemathesis.APIOperation[Any, Any, Any, Any]
 ACCEPTED_CONTENT_TYPE = "text/csv"
 # Not in the document (OpenAPI has no WebSockets); `tests/gateway/test_events.py` owns it.
-UNDOCUMENTED = {("WS", "/v1/jobs/{job_id}/events")}
+# WebSockets (no OpenAPI operation) and the job's web page (HTML for people, not API);
+# tests/gateway/test_feed.py and test_page.py hold them to their owners.
+UNDOCUMENTED = {
+    ("WS", "/v1/jobs/{job_id}/events"),
+    ("WS", "/v1/events"),
+    ("GET", "/jobs/{job_id}"),
+}
 
 CHECKS: list[CheckFunction] = [
     not_a_server_error,
