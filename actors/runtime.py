@@ -83,7 +83,9 @@ class Runtime:
         # The runtime, not the server, counts tries: consumers redeliver without
         # limit, so a message whose worker died on its last try comes back here
         # and is dead-lettered, instead of being silently abandoned by the server.
-        self._max_deliver = settings.max_deliver
+        # An actor may set its own (`max_deliver`, e.g. webhooks, whose receivers may be
+        # down for hours).
+        self._max_deliver = int(getattr(actor, "max_deliver", settings.max_deliver))
         self._ack_wait = settings.ack_wait_seconds
         # Messages handled at once (each acked on its own); 1 unless the actor says more.
         self._concurrency = max(1, int(getattr(actor, "concurrency", 1)))

@@ -31,9 +31,10 @@ from gateway.page import Page, job_page
 from gateway.problems import on_exception, on_http_exception
 from gateway.ratelimit import AddressRateLimitMiddleware, OwnerRateLimitMiddleware
 from gateway.requests import RequestIds
-from gateway.scopes import ADMIN, READ, WRITE, requires
+from gateway.scopes import ADMIN, READ, WRITE, requires, requires_by_method
 from gateway.services import Services
 from gateway.uploads import complete_upload, create_upload
+from gateway.webhooks import create_webhook, delete_webhook, list_webhooks
 
 VERSION = "0.1.0"
 
@@ -52,6 +53,8 @@ SCOPED_ROUTES: dict[str, list[ControllerRouterHandler]] = {
     ],
     ADMIN: [admin_status],
 }
+# Paths both read (jobs:read) and changed (jobs:write): one router, scope by method.
+MIXED_ROUTES: list[ControllerRouterHandler] = [create_webhook, list_webhooks, delete_webhook]
 OPEN_ROUTES: list[ControllerRouterHandler] = [health, ready]
 
 
@@ -87,6 +90,11 @@ def create_app(services: Services) -> Litestar:
                     route_handlers=handlers,
                 )
                 for scope, handlers in SCOPED_ROUTES.items()
+            ),
+            Router(
+                "/",
+                middleware=[requires_by_method(read=READ, write=WRITE), idempotency],
+                route_handlers=MIXED_ROUTES,
             ),
             *OPEN_ROUTES,
         ],

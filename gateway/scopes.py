@@ -54,5 +54,30 @@ class RequireScope:
         await self._app(scope, receive, send)
 
 
+class RequireScopeByMethod:
+    """`read` for GET, `write` for any other method (OPTIONS aside): for a router whose
+    paths both read and change (GET and POST /v1/webhooks), which Litestar will not
+    split across two routers."""
+
+    __slots__ = ("_app", "_read", "_write")
+
+    def __init__(self, app: ASGIApp, read: str, write: str) -> None:
+        self._app = app
+        self._read = read
+        self._write = write
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method = scope.get("method")
+        if method != "OPTIONS":
+            wanted = self._read if method in ("GET", "HEAD") else self._write
+            if wanted not in granted(scope):
+                raise PermissionDeniedException(detail=f"the token lacks the {wanted!r} scope")
+        await self._app(scope, receive, send)
+
+
 def requires(scope: str) -> DefineMiddleware:
     return DefineMiddleware(RequireScope, scope=scope)
+
+
+def requires_by_method(*, read: str, write: str) -> DefineMiddleware:
+    return DefineMiddleware(RequireScopeByMethod, read=read, write=write)

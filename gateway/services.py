@@ -57,3 +57,5 @@ class Services:
     # Uploads this process created in the last minute (see gateway.uploads).
     recent_uploads: TTLCache[str, UploadRecord]
     sockets: OpenSockets
+    # Each owner's webhooks (actors.webhook_store).
+    webhooks: KeyValue

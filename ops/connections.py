@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import aioboto3
+import aiohttp
 import asyncpg
 import httpx
 import nats
@@ -20,6 +21,7 @@ from botocore.config import Config
 from nats.aio.client import Client as NATS
 from redis.asyncio import Redis
 
+from actors.destinations import PublicResolver
 from gateway.auth import ASYMMETRIC, TokenVerifier
 from gateway.jwks import KeySet
 from ops.nats_auth import User, password_of
@@ -177,3 +179,24 @@ async def s3_client(settings: Settings) -> AsyncIterator[S3Client]:
     ) as client:
         cache_endpoints(client)
         yield client
+
+
+@asynccontextmanager
+async def webhook_session(settings: Settings) -> AsyncIterator[aiohttp.ClientSession]:
+    """The HTTP client of the webhooks actor: public addresses only (unless allowed
+    otherwise), no cookies kept between receivers, the per-delivery time limit."""
+    connector = aiohttp.TCPConnector(
+        resolver=None if settings.webhook_allow_private else PublicResolver(),
+        limit=100,
+        limit_per_host=8,
+    )
+    async with aiohttp.ClientSession(
+        connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        timeout=aiohttp.ClientTimeout(
+            total=settings.webhook_timeout_seconds,
+            connect=min(5.0, settings.webhook_timeout_seconds),
+        ),
+        trust_env=False,
+    ) as session:
+        yield session

@@ -52,7 +52,14 @@ from schemas.subjects import (
 )
 
 User = Literal[
-    "gateway", "upload", "processing", "persistence", "notification", "ops", "subscriber"
+    "gateway",
+    "upload",
+    "processing",
+    "persistence",
+    "notification",
+    "webhooks",
+    "ops",
+    "subscriber",
 ]
 USERS: Final[tuple[User, ...]] = get_args(User)
 
@@ -211,6 +218,7 @@ def permissions() -> dict[User, Permissions]:
                 *_events(Uploaded),
                 *_kv(subjects.UPLOADS_BUCKET),
                 *_kv(subjects.IDEMPOTENCY_BUCKET),
+                *_kv(subjects.WEBHOOKS_BUCKET),
                 # GET /v1/jobs/{id} and the WebSocket read JOBS by subject and sequence.
                 f"{JS_API}.STREAM.MSG.GET.{jobs}",
                 # GET /v1/admin/status (read-only).
@@ -256,6 +264,14 @@ def permissions() -> dict[User, Permissions]:
                 *_dead_letters(subjects.NOTIFICATION_CONSUMER),
             ),
             subscribe=tuple(inbox("notification")),
+        ),
+        "webhooks": Permissions(
+            publish=(
+                *_durable(subjects.WEBHOOKS_CONSUMER),
+                *_read_kv(subjects.WEBHOOKS_BUCKET),
+                *_dead_letters(subjects.WEBHOOKS_CONSUMER),
+            ),
+            subscribe=tuple(inbox("webhooks")),
         ),
         "ops": Permissions(
             # The administrator: all of the JetStream API (streams, consumers, buckets,

@@ -21,6 +21,7 @@ from actors.processors.registry import load_processors
 from actors.publisher import Publisher
 from actors.runtime import Runnable, Runtime, run_until_stopped
 from actors.upload import UploadActor
+from actors.webhooks import WebhooksActor
 from gateway.app import serve
 from gateway.cache import JobCache
 from gateway.presign import Presigner
@@ -35,6 +36,7 @@ from ops.connections import (
     redis_client,
     s3_client,
     token_verifier,
+    webhook_session,
 )
 from ops.nats_auth import user_named
 from ops.provision import migrate, provision_bucket, provision_nats
@@ -44,7 +46,7 @@ from schemas.settings import Settings
 
 log = structlog.get_logger("ops")
 
-ACTORS = ("upload", "processing", "persistence", "notification")
+ACTORS = ("upload", "processing", "persistence", "notification", "webhooks")
 
 
 async def provision(settings: Settings) -> None:
@@ -96,6 +98,7 @@ async def run_gateway(settings: Settings, stop: asyncio.Event) -> None:
             presigner=Presigner(settings),
             recent_uploads=recent_uploads(),
             sockets=OpenSockets(settings.max_sockets_per_owner),
+            webhooks=await js.key_value(subjects.WEBHOOKS_BUCKET),
         )
         async with asyncio.TaskGroup() as tg:
             watcher = tg.create_task(_watch_connection(closed, stop, "gateway"))
@@ -163,6 +166,10 @@ async def run_actor(name: str, settings: Settings, stop: asyncio.Event) -> None:
                 runner = OrderedRuntime(persistence, js, settings)
             case "notification":
                 runner = Runtime(NotificationActor(nc), js, publisher, settings)
+            case "webhooks":
+                session = await stack.enter_async_context(webhook_session(settings))
+                kv = await js.key_value(subjects.WEBHOOKS_BUCKET)
+                runner = Runtime(WebhooksActor(kv, session, settings), js, publisher, settings)
             case _:
                 raise ValueError(f"unknown actor {name!r}; one of {', '.join(ACTORS)}")
         async with asyncio.TaskGroup() as tg:

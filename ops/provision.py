@@ -84,7 +84,11 @@ def consumer(name: str, settings: Settings) -> ConsumerConfig:
         name=name,
         durable_name=name,
         description=f"the {name} actor",
-        deliver_policy=DeliverPolicy.ALL,
+        # Webhooks start from the events stored after they were first provisioned: a
+        # deployment gaining them does not send its history to anyone.
+        deliver_policy=(
+            DeliverPolicy.NEW if name == subjects.WEBHOOKS_CONSUMER else DeliverPolicy.ALL
+        ),
         ack_policy=AckPolicy.EXPLICIT,
         filter_subject=subjects.CONSUMER_FILTERS[name],
         # Redelivery after this long without ack or progress; the runtime signals
@@ -121,6 +125,16 @@ def idempotency_bucket(settings: Settings) -> KeyValueConfig:
         history=1,
         # A client retrying within a day gets the first answer again.
         ttl=DAY,
+        storage=StorageType.FILE,
+        replicas=settings.stream_replicas,
+    )
+
+
+def webhooks_bucket(settings: Settings) -> KeyValueConfig:
+    return KeyValueConfig(
+        bucket=subjects.WEBHOOKS_BUCKET,
+        description="Each owner's webhooks: where job events are POSTed.",
+        history=1,
         storage=StorageType.FILE,
         replicas=settings.stream_replicas,
     )
@@ -163,7 +177,12 @@ async def _provision_nats(js: JetStreamContext, settings: Settings) -> None:
             await js.update_stream(config)
     for name in subjects.CONSUMER_FILTERS:
         await js.add_consumer(subjects.JOBS_STREAM, consumer(name, settings))
-    buckets = (uploads_bucket(settings), leases_bucket(settings), idempotency_bucket(settings))
+    buckets = (
+        uploads_bucket(settings),
+        leases_bucket(settings),
+        idempotency_bucket(settings),
+        webhooks_bucket(settings),
+    )
     for bucket in buckets:
         try:
             await js.key_value(bucket.bucket)

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 
 from schemas.results import Result
+from schemas.webhooks import EventType
 
 JobStatus = Literal["queued", "verifying", "processing", "succeeded", "failed", "rejected"]
 ENDED_STATUSES: Final = frozenset({"succeeded", "failed", "rejected"})
@@ -118,3 +119,30 @@ class UploadRecord(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
     expires_at: datetime
     completed_seq: int | None = None
+
+
+class WebhookRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    # Checked further by the gateway: http(s), a host, no credentials, and (unless
+    # CONVEYOR_WEBHOOK_ALLOW_PRIVATE) no private, loopback or link-local address.
+    url: Annotated[str, msgspec.Meta(min_length=8, max_length=2048)]
+    events: Annotated[list[EventType], msgspec.Meta(min_length=1, max_length=6)] | None = None
+
+
+class WebhookView(msgspec.Struct, frozen=True, kw_only=True):
+    webhook_id: uuid.UUID
+    url: str
+    events: list[EventType]
+    created_at: datetime
+
+
+class WebhookCreated(msgspec.Struct, frozen=True, kw_only=True):
+    webhook_id: uuid.UUID
+    url: str
+    events: list[EventType]
+    created_at: datetime
+    secret: str
+    """Verifies `Conveyor-Signature` on each delivery; shown this once only."""
+
+
+class WebhookList(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[WebhookView]

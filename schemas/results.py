@@ -87,6 +87,9 @@ class TableResult(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", t
     """Rows holding bytes invalid in the encoding, kept with U+FFFD in their place."""
     distinct_bound: int = 0
     """Distinct counts up to this bound are exact; above it they are estimates."""
+    decimal_comma: bool = False
+    """Some number column was written with decimal commas ("1,5"), as in a file
+    separated by semicolons or tabs; read as numbers. Never in a comma-separated file."""
 
 
 class ImageResult(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="image"):

@@ -60,6 +60,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     max_sockets_per_owner: Annotated[int, msgspec.Meta(ge=1)] = 100
     # Stored events (every owner's) WS /v1/events?after= reads at most to catch up.
     feed_catch_up_events: Annotated[int, msgspec.Meta(ge=1)] = 10_000
+    # Webhooks: how many one owner may have; whether they may point at private,
+    # loopback or link-local addresses (off: a webhook could otherwise reach inside
+    # the network the service runs in); one delivery's time limit; tries per event
+    # before it is dead-lettered, and the first wait between them (x6 each time, at
+    # most an hour: 5 s, 30 s, 3 min, 18 min, then hourly).
+    max_webhooks_per_owner: Annotated[int, msgspec.Meta(ge=1, le=100)] = 10
+    webhook_allow_private: bool = False
+    webhook_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=60)] = 10.0
+    webhook_max_tries: Annotated[int, msgspec.Meta(ge=1, le=50)] = 8
+    webhook_retry_seconds: Annotated[float, msgspec.Meta(gt=0)] = 5.0
     # Request bodies are small JSON documents: files go straight to S3.
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1024)] = 64 * 1024
     # `type/subtype` or `type/*`, comma-separated.
@@ -93,6 +103,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     nats_password_processing: NatsPassword = ""
     nats_password_persistence: NatsPassword = ""
     nats_password_notification: NatsPassword = ""
+    nats_password_webhooks: NatsPassword = ""
     nats_password_ops: NatsPassword = ""
     nats_password_subscriber: NatsPassword = ""
 

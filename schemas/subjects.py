@@ -24,6 +24,8 @@ UPLOADS_BUCKET: Final = "uploads"
 IDEMPOTENCY_BUCKET: Final = "idempotency"
 # Leases on persistence partitions and the members sharing them.
 LEASES_BUCKET: Final = "leases"
+# Each owner's webhooks (schemas.webhooks).
+WEBHOOKS_BUCKET: Final = "webhooks"
 
 # Core NATS (not stored): the notification actor relays job events here for
 # WebSocket listeners in any gateway process.
@@ -131,10 +133,12 @@ def pause_lease(actor: str) -> str:
 UPLOAD_CONSUMER: Final = "upload"
 PROCESSING_CONSUMER: Final = "processing"
 NOTIFICATION_CONSUMER: Final = "notification"
+WEBHOOKS_CONSUMER: Final = "webhooks"
 PERSISTENCE: Final = "persistence"
 
 CONSUMER_FILTERS: Final[dict[str, str]] = {
     UPLOAD_CONSUMER: "jobs.*.uploaded.*",
     PROCESSING_CONSUMER: "jobs.*.verified.*",
     NOTIFICATION_CONSUMER: STORED_JOBS,
+    WEBHOOKS_CONSUMER: STORED_JOBS,
 }

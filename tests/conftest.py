@@ -57,6 +57,13 @@ ENVELOPE_FIELDS = frozenset(
 
 # Every test talks from 127.0.0.1: the shared service must not throttle the suite.
 # tests/gateway/test_limits.py starts gateways of its own with small budgets.
+# The tests' webhook receivers listen on loopback, and retries come quickly.
+WEBHOOKS_HERE = {
+    "webhook_allow_private": True,
+    "webhook_retry_seconds": 0.2,
+    "webhook_max_tries": 3,
+    "webhook_timeout_seconds": 5.0,
+}
 UNLIMITED = {
     f"rate_limit_{by}_{kind}": "1000000/minute"
     for by in ("owner", "address")
@@ -164,7 +171,7 @@ async def conveyor_process(
 async def service(provisioned: Settings) -> AsyncIterator[Service]:
     settings = provisioned.replace(
         http_port=free_port(), max_upload_bytes=10 * 1024 * 1024, shutdown_grace_seconds=5.0
-    ).replace(**UNLIMITED)
+    ).replace(**UNLIMITED, **WEBHOOKS_HERE)
     async with conveyor_process(["run"], settings, "conveyor-run") as running:
         yield running
 

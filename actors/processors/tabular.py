@@ -71,8 +71,15 @@ def _run(source: Path, info: FileInfo, out: Path, work: Path) -> TableResult:
             width=len(dialect.names),
             header=dialect.header,
         )
-        frame, replaced = _typed(_scan_delimited(source, dialect, skipped), count_replaced=invalid)
+        frame, replaced, commas = _typed(
+            _scan_delimited(source, dialect, skipped),
+            count_replaced=invalid,
+            # In a comma-separated file a comma inside a number is far likelier to group
+            # thousands ("1,234" quoted) than to mark decimals.
+            decimal_comma=dialect.delimiter != ",",
+        )
         extra = {
+            "decimal_comma": commas,
             "delimiter": dialect.delimiter,
             "encoding": dialect.encoding,
             "header": dialect.header,
@@ -146,18 +153,26 @@ DATETIME_FORMATS = [
     "%Y-%m-%d %H:%M:%S%.f%#z",
 ]
 SAMPLE_ROWS = 1000
+DECIMAL_COMMA = "decimal_comma"
 
 
-def _candidates(col: pl.Expr) -> dict[str, pl.Expr]:
+def _candidates(col: pl.Expr, *, decimal_comma: bool) -> dict[str, pl.Expr]:
     """Each non-temporal type a text column may turn out to be, as a cast that gives
-    null where it fails (in the order they are preferred, before date and datetime)."""
+    null where it fails (in the order they are preferred, before date and datetime).
+    With `decimal_comma`, "1,5" may be read as 1.5 (a column of plain integers stays
+    integer, one with decimal points stays as it was)."""
     stripped = col.str.strip_chars()
     lower = stripped.str.to_lowercase()
-    return {
+    found = {
         "int": stripped.cast(pl.Int64, strict=False),
         "float": stripped.cast(pl.Float64, strict=False),
-        "bool": pl.when(lower.is_in(["true", "false"])).then(lower == "true"),
     }
+    if decimal_comma:
+        # Only the first comma: "1,234,5" is no number, and stays text.
+        comma = stripped.str.replace(",", ".", literal=True).cast(pl.Float64, strict=False)
+        found[DECIMAL_COMMA] = comma
+    found["bool"] = pl.when(lower.is_in(["true", "false"])).then(lower == "true")
+    return found
 
 
 def _date(col: pl.Expr, fmt: str) -> pl.Expr:
@@ -168,7 +183,7 @@ def _datetime(col: pl.Expr, fmt: str) -> pl.Expr:
     return col.str.strip_chars().str.to_datetime(fmt, strict=False, time_unit="us")
 
 
-def _plausible(raw: pl.LazyFrame) -> dict[str, dict[str, pl.Expr]]:
+def _plausible(raw: pl.LazyFrame, *, decimal_comma: bool) -> dict[str, dict[str, pl.Expr]]:
     """Per column, the candidate casts that read every value of the first rows.
 
     Only these are checked over the whole file, so a text column costs no casts at all.
@@ -180,7 +195,7 @@ def _plausible(raw: pl.LazyFrame) -> dict[str, dict[str, pl.Expr]]:
     sample = raw.head(SAMPLE_ROWS).collect()
     names = sample.columns
     cols = [pl.col(name) for name in names]
-    base = [_candidates(col) for col in cols]
+    base = [_candidates(col, decimal_comma=decimal_comma) for col in cols]
     first: list[pl.Expr] = []
     for i, col in enumerate(cols):
         first += [
@@ -216,10 +231,13 @@ def _plausible(raw: pl.LazyFrame) -> dict[str, dict[str, pl.Expr]]:
     return plausible
 
 
-def _typed(raw: pl.LazyFrame, *, count_replaced: bool) -> tuple[pl.LazyFrame, int]:
-    """The narrowest type each column's every value casts to; and rows with invalid bytes."""
+def _typed(
+    raw: pl.LazyFrame, *, count_replaced: bool, decimal_comma: bool = False
+) -> tuple[pl.LazyFrame, int, bool]:
+    """The narrowest type each column's every value casts to; rows with invalid bytes;
+    whether some column was read with decimal commas."""
     names = raw.collect_schema().names()
-    candidates = _plausible(raw)
+    candidates = _plausible(raw, decimal_comma=decimal_comma)
     exprs = []
     for i, name in enumerate(names):
         exprs.append(pl.col(name).count().alias(f"n{i}"))
@@ -229,18 +247,20 @@ def _typed(raw: pl.LazyFrame, *, count_replaced: bool) -> tuple[pl.LazyFrame, in
         exprs.append(pl.any_horizontal(replaced).sum().alias("replaced"))
     counts = raw.select(exprs).collect(engine=ENGINE).row(0, named=True)
     casts = []
+    commas = False
     for i, name in enumerate(names):
         present = counts[f"n{i}"]
-        chosen = next(
+        kind, chosen = next(
             (
-                cast
+                (kind, cast)
                 for kind, cast in candidates[name].items()
                 if present and counts[f"{kind}{i}"] == present
             ),
-            pl.col(name),
+            ("text", pl.col(name)),
         )
+        commas |= kind == DECIMAL_COMMA
         casts.append(chosen.alias(name))
-    return raw.select(casts), int(counts.get("replaced") or 0)
+    return raw.select(casts), int(counts.get("replaced") or 0), commas
 
 
 def _flat(frame: pl.LazyFrame) -> pl.LazyFrame:

@@ -8,13 +8,13 @@ from typing import Any
 import asyncpg
 import msgspec
 from conftest import connect_as
-from nats.js.errors import NotFoundError
 
 from actors.publisher import Publisher
 from schemas import subjects
 from schemas.events import Uploaded, new_event
 from tests.faults.faultkit import Cluster, drive, reconcile
-from tests.waits import eventually
+from tests.letters import stored_letter
+from tests.waits import eventually, wait_for_value
 
 
 async def test_poison_message_is_dead_lettered(cluster: Cluster, pool: asyncpg.Pool[Any]) -> None:
@@ -38,15 +38,7 @@ async def test_poison_message_is_dead_lettered(cluster: Cluster, pool: asyncpg.P
         statuses = await reconcile(pool, load)
         assert sorted(set(statuses.values())) == ["succeeded"]
 
-        async def dead_lettered() -> bool:
-            try:
-                await js.get_last_msg(subjects.DEAD_LETTER_STREAM, letter)
-            except NotFoundError:
-                return False
-            return True
-
-        await eventually(dead_lettered, what="poison dead-lettered")
-        dead = await js.get_last_msg(subjects.DEAD_LETTER_STREAM, letter)
+        dead = await wait_for_value(lambda: stored_letter(js, letter), what="poison dead-lettered")
     finally:
         await nc.close()
     headers = dead.headers or {}

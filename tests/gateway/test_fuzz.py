@@ -41,7 +41,7 @@ from schemathesis.checks import (
 )
 from schemathesis.core.result import Err, Ok
 
-from gateway.app import OPEN_ROUTES, SCOPED_ROUTES
+from gateway.app import MIXED_ROUTES, OPEN_ROUTES, SCOPED_ROUTES
 from gateway.auth import issue_token
 from gateway.scopes import ALL_SCOPES
 
@@ -206,7 +206,8 @@ def _new_upload(base_url: str, token: str) -> str:
 def _app_routes() -> set[tuple[str, str]]:
     """(method, path) of every route the gateway serves, from the handlers it is built of."""
     found: set[tuple[str, str]] = set()
-    handlers = [h for group in SCOPED_ROUTES.values() for h in group] + OPEN_ROUTES
+    handlers = [h for group in SCOPED_ROUTES.values() for h in group]
+    handlers += MIXED_ROUTES + OPEN_ROUTES
     for handler in handlers:
         assert isinstance(handler, HTTPRouteHandler | WebsocketRouteHandler)
         for raw in handler.paths:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import nats
 import pytest
 import yaml
@@ -30,6 +31,7 @@ from ops.connections import nats_connection, postgres_pool
 from ops.status import collect
 from schemas import subjects
 from schemas.settings import Settings
+from schemas.webhooks import OwnerWebhooks
 from tests.waits import wait_for_value
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -163,6 +165,7 @@ def test_compose_nodes_use_the_config_and_each_service_gets_only_its_password() 
         "processing": "processing",
         "persistence": "persistence",
         "notification": "notification",
+        "webhooks": "webhooks",
     }
     for name, user in own.items():
         given = {k for k in services[name]["environment"] if k in every}
@@ -380,6 +383,30 @@ async def test_notification_actor(login: Callable[[nats_auth.User], Awaitable[As
         await a.refused_publish(job_event_subject(event_type))
     await a.refused_publish(f"{API}.CONSUMER.MSG.NEXT.{JOBS}.{subjects.UPLOAD_CONSUMER}")
     await a.refused_publish(f"{API}.STREAM.MSG.GET.{JOBS}")
+
+
+async def test_webhooks_actor(
+    login: Callable[[nats_auth.User], Awaitable[As]], nc: NATS, owner: str
+) -> None:
+    a = await login("webhooks")
+    js = a.nc.jetstream()
+    sub = await js.pull_subscribe_bind(durable=subjects.WEBHOOKS_CONSUMER, stream=JOBS)
+    assert (await sub.consumer_info()).name == subjects.WEBHOOKS_CONSUMER
+    # It reads the owners' webhooks (written here as the gateway would)...
+    written = OwnerWebhooks(owner=owner)
+    admin_kv = await nc.jetstream().key_value(subjects.WEBHOOKS_BUCKET)
+    await admin_kv.put(subjects.owner_key(owner), msgspec.json.encode(written))
+    kv = await js.key_value(subjects.WEBHOOKS_BUCKET)
+    entry = await kv.get(subjects.owner_key(owner))
+    assert msgspec.json.decode(entry.value or b"", type=OwnerWebhooks) == written
+    a.assert_clean()
+    # ...but never changes them, publishes an event or takes another's messages.
+    await a.refused_publish(f"{subjects.KV_PREFIX}.{subjects.WEBHOOKS_BUCKET}.x")
+    for event_type in ("uploaded", "processed", "failed"):
+        await a.refused_publish(job_event_subject(event_type))
+    await a.refused_publish(subjects.notify_owner(owner))
+    await a.refused_publish(f"{API}.CONSUMER.MSG.NEXT.{JOBS}.{subjects.NOTIFICATION_CONSUMER}")
+    await a.refused_publish(f"{API}.STREAM.MSG.GET.KV_{subjects.UPLOADS_BUCKET}")
 
 
 async def test_subscriber_reads_and_nothing_else(

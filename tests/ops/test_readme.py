@@ -22,11 +22,14 @@ def test_every_setting_is_documented() -> None:
             row = next(
                 line for line in text.splitlines() if line.startswith(f"| `{env_name(f.name)}`")
             )
-            shown = str(
-                int(f.default)
-                if isinstance(f.default, float) and f.default.is_integer()
-                else f.default
-            )
+            if isinstance(f.default, bool):
+                shown = str(f.default).lower()  # as the variable is written
+            else:
+                shown = str(
+                    int(f.default)
+                    if isinstance(f.default, float) and f.default.is_integer()
+                    else f.default
+                )
             assert f"`{shown}`" in row, (f.name, row)
 
 

@@ -53,7 +53,12 @@ async def test_status_reports_streams_consumers_and_lag(
     jobs = status.streams[0]
     assert jobs.name == "JOBS"
     assert jobs.messages >= 4
-    assert [c.name for c in status.consumers] == ["upload", "processing", "notification"]
+    assert [c.name for c in status.consumers] == [
+        "upload",
+        "processing",
+        "notification",
+        "webhooks",
+    ]
     assert len(status.persistence) == service.settings.partitions
     assert max(p.watermark for p in status.persistence) <= jobs.last_seq
     assert all(p.owner for p in status.persistence)

@@ -172,10 +172,24 @@ def _is_datetime(cell: str) -> bool:
     return True
 
 
-def _conversions() -> list[tuple[str, Callable[[str], bool], Callable[[str], Any]]]:
+def _decimal_comma(cell: str) -> str:
+    return cell.replace(",", ".", 1)
+
+
+def _conversions(
+    decimal_comma: bool,
+) -> list[tuple[str, Callable[[str], bool], Callable[[str], Any]]]:
+    commas: list[tuple[str, Callable[[str], bool], Callable[[str], Any]]] = [
+        (
+            "float64",
+            lambda c: bool(FLOAT.fullmatch(_decimal_comma(c))),
+            lambda c: float(_decimal_comma(c)),
+        )
+    ]
     return [
         ("int64", lambda c: bool(INT.fullmatch(c)) and -(2**63) <= int(c) < 2**63, int),
         ("float64", lambda c: bool(FLOAT.fullmatch(c)), float),
+        *(commas if decimal_comma else []),
         ("bool", lambda c: c.lower() in ("true", "false"), lambda c: c.lower() == "true"),
         ("date", lambda c: bool(DATE.fullmatch(c)) and _is_date(c), dt.date.fromisoformat),
         (
@@ -186,11 +200,12 @@ def _conversions() -> list[tuple[str, Callable[[str], bool], Callable[[str], Any
     ]
 
 
-def infer(name: str, cells: list[str | None]) -> Ref:
-    """The narrowest type every non-null cell (stripped) reads as; text otherwise."""
+def infer(name: str, cells: list[str | None], *, decimal_comma: bool = False) -> Ref:
+    """The narrowest type every non-null cell (stripped) reads as; text otherwise. With
+    `decimal_comma`, a number's first comma may stand for its decimal point."""
     present = [c.strip() for c in cells if c is not None]
     if present:
-        for dtype, accepts, convert in _conversions():
+        for dtype, accepts, convert in _conversions(decimal_comma):
             if all(accepts(c) for c in present):
                 values = [None if c is None else convert(c.strip()) for c in cells]
                 return Ref(name, dtype, values)
@@ -218,7 +233,12 @@ def unique_names(record: list[str]) -> list[str]:
 
 
 def reference_csv(
-    path: Path, delimiter: str = ",", *, encoding: str = "utf-8", header: bool = True
+    path: Path,
+    delimiter: str = ",",
+    *,
+    encoding: str = "utf-8",
+    header: bool = True,
+    decimal_comma: bool = False,
 ) -> Parsed:
     """Re-read a delimited file with the csv module: blank records and records of the wrong
     width are left out (the wrong-width ones counted as bad); null markers become None."""
@@ -242,7 +262,8 @@ def reference_csv(
         else:
             rows.append(record)
     refs = [
-        infer(name, [None if r[i] in NULLS else r[i] for r in rows]) for i, name in enumerate(names)
+        infer(name, [None if r[i] in NULLS else r[i] for r in rows], decimal_comma=decimal_comma)
+        for i, name in enumerate(names)
     ]
     return Parsed(refs, bad, blank)
 
@@ -633,20 +654,36 @@ def test_other_delimiters(tmp_path: Path, delimiter: str, mime: str, suffix: str
     ran = run_full(path, mime)
     assert ran.result.delimiter == delimiter
     assert ran.result.header
+    assert not ran.result.decimal_comma  # its numbers have decimal points
     parsed = reference_csv(path, delimiter)
     assert [r.dtype for r in parsed.refs] == EXPECTED_TYPES
     check_table(ran, parsed.refs)
 
 
-def test_decimal_commas_in_semicolon_file_stay_text(tmp_path: Path) -> None:
-    rows = [["id", "city", "pop", "share"]]
-    rows += [["1", "Köln", "1084831", "1,5"], ["2", "São Paulo", "12325232", "2,25"]]
-    rows += [["3", "Köln", "NA", ""], ["4", "a,b", "7", "3"], ["5", "Wien", "2", "0,5"]]
+def test_decimal_commas_in_semicolon_file_are_numbers(tmp_path: Path) -> None:
+    rows = [["id", "city", "pop", "share", "code"]]
+    rows += [["1", "Köln", "1084831", "1,5", "1,2,3"], ["2", "São Paulo", "12325232", "2,25", "1"]]
+    rows += [["3", "Köln", "NA", "", "2"], ["4", "a,b", "7", "3", "3"]]
+    rows += [["5", "Wien", "2", "-0,5", "4"], ["6", "Graz", "3", "1e3", "5"]]
     path = write(tmp_path / "semi.csv", rows, ";")
     ran = run_full(path)
     assert (ran.result.delimiter, ran.result.header) == (";", True)
-    parsed = reference_csv(path, ";")
-    assert [r.dtype for r in parsed.refs] == ["int64", "str", "int64", "str"]
+    assert ran.result.decimal_comma
+    parsed = reference_csv(path, ";", decimal_comma=True)
+    # "1,2,3" is no number: that column stays text.
+    assert [r.dtype for r in parsed.refs] == ["int64", "str", "int64", "float64", "str"]
+    assert parsed.refs[3].values == [1.5, 2.25, None, 3.0, -0.5, 1000.0]
+    check_table(ran, parsed.refs)
+
+
+def test_commas_in_a_comma_separated_file_stay_text(tmp_path: Path) -> None:
+    # Quoted, as they must be: "1,5" here may as well be 15 written with a grouping comma.
+    path = tmp_path / "commas.csv"
+    path.write_text('id,amount\n1,"1,5"\n2,"2,25"\n3,"1,234"\n', encoding="utf-8")
+    ran = run_full(path)
+    assert not ran.result.decimal_comma
+    parsed = reference_csv(path)
+    assert [r.dtype for r in parsed.refs] == ["int64", "str"]
     check_table(ran, parsed.refs)
 
 
