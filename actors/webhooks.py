@@ -19,12 +19,14 @@ import hashlib
 import hmac
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from enum import Enum
 from typing import ClassVar
 
 import aiohttp
 import structlog
 from cachetools import TTLCache
+from nats.errors import Error as NatsError
 from nats.js.kv import KeyValue
 
 from actors import webhook_store
@@ -39,7 +41,8 @@ from schemas.webhooks import Webhook
 log = structlog.get_logger()
 
 USER_AGENT = "conveyor-webhooks/1"
-# A webhook added or deleted is seen within this long.
+# An owner's webhooks are read again after this long, and whenever an event occurred
+# after they were read (so a webhook made just before an event is never missed).
 DIRECTORY_SECONDS = 1.0
 # (event, webhook) pairs served, remembered this long.
 SERVED_SECONDS = 24 * 3600.0
@@ -90,23 +93,30 @@ class WebhooksActor:
         self._first_wait = settings.webhook_retry_seconds
         # Read by the runtime: tries before dead-lettering, this actor's own.
         self.max_deliver = settings.webhook_max_tries
-        self._directory: TTLCache[str, list[Webhook]] = TTLCache(10_000, DIRECTORY_SECONDS)
+        # Per owner: when the list was read (Unix time) and the list.
+        self._directory: TTLCache[str, tuple[float, list[Webhook]]] = TTLCache(
+            10_000, DIRECTORY_SECONDS
+        )
         self._served: TTLCache[tuple[str, str], bool] = TTLCache(100_000, SERVED_SECONDS)
 
-    async def _hooks(self, owner: str) -> list[Webhook]:
-        hooks = self._directory.get(owner)
-        if hooks is None:
-            try:
-                hooks, _ = await webhook_store.read(self._kv, owner)
-            except Exception as exc:
-                raise TransientError(f"webhooks store: {type(exc).__name__}: {exc}") from exc
-            self._directory[owner] = hooks
+    async def _hooks(self, owner: str, occurred_at: datetime) -> list[Webhook]:
+        """The owner's webhooks as they were when the event occurred, or later: a list
+        read before then might lack one made just before the event."""
+        cached = self._directory.get(owner)
+        if cached is not None and cached[0] >= occurred_at.timestamp():
+            return cached[1]
+        read_at = time.time()
+        try:
+            hooks, _ = await webhook_store.read(self._kv, owner)
+        except NatsError as exc:
+            raise TransientError(f"webhooks store: {type(exc).__name__}: {exc}") from exc
+        self._directory[owner] = (read_at, hooks)
         return hooks
 
     async def handle(self, event: Envelope, delivery: Delivery) -> Sequence[Envelope]:
         due = [
             hook
-            for hook in await self._hooks(event.owner)
+            for hook in await self._hooks(event.owner, event.occurred_at)
             # Not the events before it was made (a new consumer, or a replay, reads them).
             if event.type in hook.events
             and event.occurred_at >= hook.created_at

@@ -20,17 +20,17 @@ from nats.aio.msg import Msg
 from nats.js.errors import NotFoundError
 
 from gateway.jobs import find_job
-from gateway.scopes import Grant
 from gateway.services import Services
-from gateway.sockets import OpenSockets
+from gateway.sockets import (
+    CLOSE_EXPIRED,
+    CLOSE_NOT_FOUND,
+    claim_or_close,
+    token_expiry,
+    until_disconnect,
+)
 from schemas import subjects
 from schemas.events import TERMINAL
 
-# Application close codes (4000-4999) mirror HTTP: 4404 no such job, 4401 the token
-# expired while the socket was open, 4429 the owner has too many sockets open.
-CLOSE_NOT_FOUND = 4404
-CLOSE_EXPIRED = 4401
-CLOSE_TOO_MANY = 4429
 # Re-read the stream this often even without a relay.
 POLL_SECONDS = 5.0
 
@@ -114,29 +114,3 @@ async def _follow(socket: WebSocket[str, Any, Any], services: Services, jid: uui
         gone.cancel()
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
-
-
-async def claim_or_close(
-    socket: WebSocket[str, Any, Any], sockets: OpenSockets, owner: str
-) -> bool:
-    """Counts the socket against the owner's cap (release it when it ends); at the cap,
-    closes it with 4429 and returns False."""
-    if sockets.claim(owner):
-        return True
-    await socket.close(
-        code=CLOSE_TOO_MANY, reason=f"{sockets.limit} sockets open for this owner already"
-    )
-    return False
-
-
-def token_expiry(socket: WebSocket[str, Any, Any]) -> float:
-    """When the socket's token expires (epoch seconds): the socket closes then."""
-    grant = socket.scope.get("auth")
-    return grant.expires_at if isinstance(grant, Grant) else time.time()
-
-
-async def until_disconnect(socket: WebSocket[str, Any, Any]) -> None:
-    """Returns when the client goes away; what it sends is read and dropped."""
-    with contextlib.suppress(WebSocketDisconnect):
-        while True:
-            await socket.receive_data(mode="text")

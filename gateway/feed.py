@@ -2,9 +2,10 @@
 
 Live frames come from the notification actor's relay on the owner's subject
 (`notify.owners.<key>`). With `?after=SEQ` the socket first reads the JOBS stream
-from SEQ on, so a client that keeps the `seq` of its last frame resumes where it
-left off: after a dropped connection, or after a relay lost to a NATS reconnect
-(core NATS keeps nothing for a listener that was away).
+from SEQ to its end, so a client that keeps the `seq` of its last frame resumes
+where it left off. Core NATS keeps nothing for a listener that was away: when the
+gateway's NATS connection comes back, relays may have been lost meanwhile, so the
+socket closes (1012) before sending anything more, and the client resumes.
 """
 
 from __future__ import annotations
@@ -23,23 +24,26 @@ from litestar.exceptions import WebSocketDisconnect
 from nats.aio.msg import Msg
 from nats.js.errors import NotFoundError
 
-from gateway.events import CLOSE_EXPIRED, claim_or_close, token_expiry, until_disconnect
 from gateway.services import Services
+from gateway.sockets import (
+    CLOSE_BAD_REQUEST,
+    CLOSE_EXPIRED,
+    CLOSE_RANGE,
+    CLOSE_RESTART,
+    CLOSE_TOO_SLOW,
+    claim_or_close,
+    token_expiry,
+    until_disconnect,
+)
 from schemas import subjects
 from schemas.api import FeedFrame
 from schemas.events import EventHead
 
-# Close codes beyond gateway.events': 4400 a bad `after`, 4416 more stored events to
-# read than the catch-up allows (list the jobs instead), 4408 a client too slow to
-# take its frames (reconnect with `after`).
-CLOSE_BAD_REQUEST = 4400
-CLOSE_TOO_FAR_BACK = 4416
-CLOSE_TOO_SLOW = 4408
 # Relays held for a client that reads slower than its jobs change.
 QUEUE_FRAMES = 1024
 # Frames remembered to send none twice.
 RECENT_FRAMES = 1024
-# Re-check the token's expiry at least this often while nothing happens.
+# Re-check the token's expiry and the connection at least this often.
 IDLE_SECONDS = 5.0
 
 _heads = msgspec.json.Decoder(EventHead)
@@ -100,13 +104,16 @@ async def _feed(
         except asyncio.QueueFull:
             overflow.set()
 
+    reconnects = services.nc.stats["reconnects"]
     # Subscribed (and the server told, by the flush) before the stream is read: an
     # event stored after the read's end is relayed to this socket.
     sub = await services.nc.subscribe(subjects.notify_owner(owner), cb=on_relay)
     gone = asyncio.create_task(until_disconnect(socket))
+    getter: asyncio.Task[tuple[int, bytes]] | None = None
     expires_at = token_expiry(socket)
     # Relays of events up to here were sent by the catch-up already.
     read_to = 0
+    last = after or 0
     sent: deque[int] = deque(maxlen=RECENT_FRAMES)
     try:
         if after is not None:
@@ -114,15 +121,23 @@ async def _feed(
             caught_up = await _catch_up(socket, services, owner, after)
             if caught_up is None:
                 return
-            read_to = caught_up
+            read_to, last = caught_up
+        else:
+            # Where this socket began: what a client that saw no frame resumes from.
+            last = (await services.js.stream_info(subjects.JOBS_STREAM)).state.last_seq
         while not gone.done():
             left = expires_at - time.time()
             if left <= 0:
                 await socket.close(code=CLOSE_EXPIRED, reason="token expired")
                 return
+            if services.nc.stats["reconnects"] != reconnects:
+                await socket.close(
+                    code=CLOSE_RESTART, reason=f"events may be missing: resume with after={last}"
+                )
+                return
             if overflow.is_set():
                 await socket.close(
-                    code=CLOSE_TOO_SLOW, reason="fell behind: reconnect with after=<last seq>"
+                    code=CLOSE_TOO_SLOW, reason=f"fell behind: resume with after={last}"
                 )
                 return
             getter = asyncio.create_task(relays.get())
@@ -138,36 +153,61 @@ async def _feed(
             # replicas relays may come out of order, and none may be lost.
             if seq <= read_to or seq in sent or not _owned_by(data, owner):
                 continue
+            # Checked again right before sending: nothing after a gap goes out.
+            if services.nc.stats["reconnects"] != reconnects:
+                continue
             await socket.send_text(_frame(seq, data))
             sent.append(seq)
+            last = max(last, seq)
     finally:
         gone.cancel()
+        if getter is not None:
+            getter.cancel()
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
 
 
 async def _catch_up(
     socket: WebSocket[str, Any, Any], services: Services, owner: str, after: int
-) -> int | None:
-    """Sends the owner's stored events after `after`, oldest first; the last sequence
-    read, or None when more were stored than the catch-up reads (the socket closed)."""
+) -> tuple[int, int] | None:
+    """Sends the owner's stored events after `after`, oldest first, up to the stream's
+    last sequence when it starts: that sequence and the last one sent (or `after`).
+    None when the range can not be served (the socket is closed, saying why)."""
     limit = services.settings.feed_catch_up_events
-    seq = after
-    for _ in range(limit):
+    state = (await services.js.stream_info(subjects.JOBS_STREAM)).state
+    end = state.last_seq
+    if after > end:
+        await socket.close(
+            code=CLOSE_BAD_REQUEST, reason=f"after={after} is past the stream's end ({end})"
+        )
+        return None
+    if after + 1 < state.first_seq:
+        await socket.close(
+            code=CLOSE_RANGE,
+            reason=f"events after {after} are no longer kept: list your jobs, then reconnect",
+        )
+        return None
+    if end - after > limit:
+        log.info("feed catch-up too far back", after=after, end=end, limit=limit)
+        await socket.close(
+            code=CLOSE_RANGE,
+            reason=f"over {limit} events since {after}: list your jobs, then reconnect",
+        )
+        return None
+    seq = last = after
+    while seq < end:
         try:
             raw = await services.js.get_msg(
                 subjects.JOBS_STREAM, seq=seq + 1, subject=subjects.STORED_JOBS, next=True
             )
         except NotFoundError:
-            return seq
+            break  # the rest was removed meanwhile
         assert raw.seq is not None
+        if raw.seq > end:
+            break  # stored since: the relay brings it
         seq = raw.seq
         data = raw.data or b""
         if _owned_by(data, owner):
             await socket.send_text(_frame(seq, data))
-    log.info("feed catch-up too far back", after=after, read_to=seq, limit=limit)
-    await socket.close(
-        code=CLOSE_TOO_FAR_BACK,
-        reason=f"over {limit} events since {after}: list your jobs, then reconnect",
-    )
-    return None
+            last = seq
+    return end, last

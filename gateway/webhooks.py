@@ -15,7 +15,7 @@ from typing import Any, get_args
 from litestar import Request, delete, get, post
 
 from actors import webhook_store
-from actors.destinations import url_problem
+from actors.destinations import normalized, url_problem
 from actors.errors import TransientError
 from gateway.errors import NATS_UNREACHABLE, Conflict, NotFound, Unavailable, Unprocessable
 from gateway.openapi import ProblemOperation, problems
@@ -68,7 +68,7 @@ async def create_webhook(
     wanted = set(data.events or DEFAULT_EVENTS)
     hook = Webhook(
         id=uuid.uuid4(),
-        url=data.url,
+        url=normalized(data.url),
         events=[e for e in _ORDER if e in wanted],
         secret=SECRET_PREFIX + secrets.token_urlsafe(32),
         created_at=datetime.now(UTC),

@@ -204,8 +204,8 @@ def _kv(bucket: str, *, watch: bool = False) -> list[str]:
 
 def permissions() -> dict[User, Permissions]:
     jobs = subjects.JOBS_STREAM
-    notify = (subjects.notify_job("*", "*"), f"{subjects.NOTIFY_OWNERS_PREFIX}.*")
-    relays = (f"{subjects.NOTIFY_PREFIX}.>", f"{subjects.NOTIFY_OWNERS_PREFIX}.>")
+    notify = (subjects.notify_job("*", "*"), subjects.NOTIFY_OWNERS_ALL)
+    relays = (subjects.NOTIFY_JOBS_ALL, subjects.NOTIFY_OWNERS_ALL)
     # Core subscribers may listen to every event and every relay (read-only).
     listen = [_everything_under(subjects.JOBS_SUBJECTS), *relays]
 

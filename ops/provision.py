@@ -79,6 +79,9 @@ def dead_letter_stream(settings: Settings) -> StreamConfig:
     )
 
 
+WEBHOOKS_PENDING = 50_000
+
+
 def consumer(name: str, settings: Settings) -> ConsumerConfig:
     return ConsumerConfig(
         name=name,
@@ -98,8 +101,10 @@ def consumer(name: str, settings: Settings) -> ConsumerConfig:
         # dead-letters. A server-side limit would abandon, silently, a message whose
         # worker died on its last try.
         max_deliver=-1,
-        # Bounds the work one slow actor can hold; the runtime fetches far fewer.
-        max_ack_pending=1000,
+        # Bounds the work one slow actor can hold; the runtime fetches far fewer. The
+        # webhooks' retries wait (nak'ed with a delay) as pending messages: a receiver
+        # down for hours holds its events there, and at the bound every owner waits.
+        max_ack_pending=WEBHOOKS_PENDING if name == subjects.WEBHOOKS_CONSUMER else 1000,
         # No `backoff` list: it would also replace ack_wait for first deliveries. The
         # runtime naks with its own growing delay (1, 2, 4 ... 30 s) instead.
     )

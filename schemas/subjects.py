@@ -112,6 +112,11 @@ def notify_owner(owner: str) -> str:
     return f"{NOTIFY_OWNERS_PREFIX}.{owner_key(owner)}"
 
 
+NOTIFY_JOBS_ALL: Final = f"{NOTIFY_PREFIX}.>"
+NOTIFY_OWNERS_ALL: Final = f"{NOTIFY_OWNERS_PREFIX}.*"
+"""Every relay per job, and every owner's feed (what permissions are written in)."""
+
+
 def dead_letter(actor: str, job_id: uuid.UUID | str | None) -> str:
     return f"dlq.{actor}.{job_id or 'unknown'}"
 

@@ -242,6 +242,11 @@ def _typed(
     for i, name in enumerate(names):
         exprs.append(pl.col(name).count().alias(f"n{i}"))
         exprs += [cast.count().alias(f"{kind}{i}") for kind, cast in candidates[name].items()]
+        if DECIMAL_COMMA in candidates[name]:
+            # "1,234" alone may group thousands as well: a comma is taken for a decimal
+            # point only if some value has other than three digits after it.
+            decimals = pl.col(name).str.strip_chars().str.contains(r",(\d{1,2}|\d{4,})$")
+            exprs.append(decimals.sum().alias(f"decimals{i}"))
     if count_replaced:
         replaced = (pl.col(n).str.contains("\ufffd", literal=True) for n in names)
         exprs.append(pl.any_horizontal(replaced).sum().alias("replaced"))
@@ -254,7 +259,9 @@ def _typed(
             (
                 (kind, cast)
                 for kind, cast in candidates[name].items()
-                if present and counts[f"{kind}{i}"] == present
+                if present
+                and counts[f"{kind}{i}"] == present
+                and (kind != DECIMAL_COMMA or counts[f"decimals{i}"])
             ),
             ("text", pl.col(name)),
         )

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from actors.destinations import NoPublicAddress, PublicResolver, public, url_problem
+from actors.destinations import (
+    NoPublicAddress,
+    PublicResolver,
+    normalized,
+    public,
+    url_problem,
+)
 
 
 @pytest.mark.parametrize(
@@ -22,12 +28,38 @@ from actors.destinations import NoPublicAddress, PublicResolver, public, url_pro
         ("fe80::1%eth0", False),
         ("fd00::1", False),
         ("::ffff:127.0.0.1", False),
+        ("64:ff9b::a00:1", False),  # NAT64 of 10.0.0.1
+        ("2002:7f00:1::", False),  # 6to4 of 127.0.0.1
+        ("::127.0.0.1", False),  # the old IPv4-compatible form
+        ("::", False),
         ("93.184.215.14", True),
+        ("64:ff9b::5db8:d70e", True),  # NAT64 of a public address
         ("2606:4700::6810:84e5", True),
     ],
 )
 def test_public(address: str, expected: bool) -> None:
     assert public(address) is expected
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://\uff11\uff12\uff17.\uff10.\uff10.\uff11:8080/x",  # full-width digits
+        "http://127\u30020\u30020\u30021/x",  # ideographic full stops
+        "http://2130706433/x",
+        "http://0x7f.1/x",
+        "http://127.1/x",
+        "http://[::ffff:169.254.169.254]/latest",
+        "http://LOCALHOST/x",
+    ],
+)
+def test_other_spellings_of_inner_addresses_are_refused(url: str) -> None:
+    # The host as the HTTP client reads it is what is checked.
+    assert url_problem(url, allow_private=False) is not None
+
+
+def test_normalized_is_what_the_client_connects_to() -> None:
+    assert normalized("https://B\u00fccher.Example/x?q=1") == "https://xn--bcher-kva.example/x?q=1"
 
 
 def test_url_problem() -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
+import websockets
 
 from gateway.auth import issue_token
 from tests.faults.faultkit import Cluster, drive, jobs_applied, reconcile, wait_ready
@@ -23,6 +25,12 @@ async def test_nats_restart_under_load(cluster: Cluster, pool: asyncpg.Pool[Any]
         drive(cluster, 100_000, concurrency=8, stop=stop, name="nats restart")
     )
     await eventually(lambda: jobs_applied(pool, 100), what="load under way")
+    # An owner's feed is open across the outage: relays sent meanwhile are lost, so
+    # it must close, naming where to resume, rather than go on past the gap.
+    token = issue_token(cluster.settings, "probe")
+    feed = await websockets.connect(
+        cluster.url.replace("http://", "ws://") + f"/v1/events?token={token}"
+    )
     cluster.stack.stop_one("nats")
     down_since = time.monotonic()
     probes: list[int] = []
@@ -42,6 +50,12 @@ async def test_nats_restart_under_load(cluster: Cluster, pool: asyncpg.Pool[Any]
             await asyncio.sleep(0.1)
     cluster.stack.restart("nats")
     await wait_ready(cluster, timeout=120)
+    with contextlib.suppress(websockets.ConnectionClosed):
+        async with asyncio.timeout(30):
+            async for _ in feed:
+                pass
+    assert feed.close_code == 1012, feed.close_reason
+    assert "resume with after=" in (feed.close_reason or "")
     after = await pool.fetchval("SELECT count(*) FROM job_events")
     await eventually(lambda: jobs_applied(pool, after + 200), what="load flowing again")
     stop.set()

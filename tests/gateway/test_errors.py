@@ -84,7 +84,12 @@ async def test_other_owner_gets_404_on_every_route(
 ) -> None:
     """Walks every route in the OpenAPI document, and the WebSocket, as a second owner."""
     ticket, _ = await api.submit(b"a\n1\n")
-    ids = {"job_id": ticket["job_id"], "upload_id": ticket["upload_id"]}
+    hook = (await api.post("/v1/webhooks", json={"url": "https://example.com/h"})).json()
+    ids = {
+        "job_id": ticket["job_id"],
+        "upload_id": ticket["upload_id"],
+        "webhook_id": hook["webhook_id"],
+    }
     ended = await api.wait_terminal(ticket["job_id"])
     schema = (await api.get("/schema/openapi.json")).json()
     walked = set()
@@ -112,7 +117,13 @@ async def test_other_owner_gets_404_on_every_route(
         ("GET", "/v1/jobs/{job_id}/result"),
         ("GET", "/v1/jobs/{job_id}/artifacts"),
         ("GET", "/v1/jobs"),
+        ("DELETE", "/v1/webhooks/{webhook_id}"),
+        ("GET", "/v1/webhooks"),
     }
+    # The owner's webhook is still there, and the other owner has none.
+    assert [h["webhook_id"] for h in (await api.get("/v1/webhooks")).json()["items"]] == [
+        hook["webhook_id"]
+    ]
     # The WebSocket (not in the OpenAPI document): closed with 4404 like an unknown job.
     for job_id in (ticket["job_id"], str(uuid.uuid4())):
         url = service.url.replace("http://", "ws://") + EVENTS.format(job_id=job_id)

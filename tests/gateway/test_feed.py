@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import uuid
 from typing import Any
 
 import pytest
@@ -89,28 +90,31 @@ async def test_feed_sends_an_event_once_however_often_it_is_relayed(
     ticket, accepted = await api.submit(CSV)
     await api.wait_terminal(ticket["job_id"])
     relay = await connect_as(service.settings, "notification")
+
+    async def relay_again(frame: dict[str, Any]) -> None:
+        headers = {subjects.SEQ_HEADER: str(frame["seq"])}
+        data = json.dumps(frame["event"]).encode()
+        await relay.publish(subjects.notify_owner(owner), data, headers=headers)
+
     try:
         async with websockets.connect(feed_url(service, api.token, accepted["seq"] - 1)) as ws:
             caught_up = await frames_until(ws, ticket["job_id"])
             # The relay of an event the catch-up sent, as a late notification would send
-            # it; then a new job's, twice, as after a redelivery.
-            late = caught_up[0]
-            headers = {subjects.SEQ_HEADER: str(late["seq"])}
-            await relay.publish(
-                subjects.notify_owner(owner), json.dumps(late["event"]).encode(), headers=headers
-            )
+            # it; then a live one's again, as after a redelivery.
+            await relay_again(caught_up[0])
             live_ticket, _ = await api.submit(CSV)
-            live = await frames_until(ws, live_ticket["job_id"], last="verifying")
-            again = live[-1]
-            headers = {subjects.SEQ_HEADER: str(again["seq"])}
-            await relay.publish(
-                subjects.notify_owner(owner), json.dumps(again["event"]).encode(), headers=headers
-            )
-            live += await frames_until(ws, live_ticket["job_id"])
+            live = await frames_until(ws, live_ticket["job_id"])
+            await relay_again(live[1])
+            # Then a last event of a job of its own, after both on the same connection:
+            # once it is here, any repeat sent before it would have come first.
+            last = dict(live[-1]["event"], job_id=str(uuid.uuid4()), id=str(uuid.uuid4()))
+            await relay_again({"seq": 10**12, "event": last})
+            live += await frames_until(ws, last["job_id"])
     finally:
         await relay.close()
     seqs = [f["seq"] for f in caught_up + live]
-    assert len(seqs) == len(set(seqs)) == 8
+    assert len(seqs) == len(set(seqs)) == 9
+    assert seqs[-1] == 10**12
 
 
 async def test_feed_without_after_sends_only_new_events(api: Api, service: Service) -> None:
@@ -152,13 +156,19 @@ async def test_feed_needs_a_token(service: Service) -> None:
 async def test_feed_closes_when_the_catch_up_is_too_long(api: Api, service: Service) -> None:
     ticket, accepted = await api.submit(CSV)
     await api.wait_terminal(ticket["job_id"])
-    settings = service.settings.replace(feed_catch_up_events=2)
+    settings = service.settings.replace(feed_catch_up_events=3)
     async with (
         gateway_process(settings, "gateway-feed-catch-up") as gateway,
         websockets.connect(feed_url(gateway, api.token, accepted["seq"] - 1)) as ws,
     ):
-        # Four events of the job are stored after `after`: the first two are read
-        # (and sent), then the socket closes rather than read on.
-        first = json.loads(await asyncio.wait_for(ws.recv(), 10))
-        assert first["seq"] == accepted["seq"]
+        # Four events of the job at least are stored after `after`: the socket closes
+        # before reading any, saying why.
         assert await close_code(ws) == 4416
+        assert "over 3 events" in ws.close_reason
+
+
+async def test_feed_refuses_an_after_past_the_end(api: Api, service: Service) -> None:
+    _, accepted = await api.submit(CSV)
+    async with websockets.connect(feed_url(service, api.token, accepted["seq"] + 10**9)) as ws:
+        assert await close_code(ws) == 4400
+        assert "past the stream's end" in ws.close_reason

@@ -676,6 +676,17 @@ def test_decimal_commas_in_semicolon_file_are_numbers(tmp_path: Path) -> None:
     check_table(ran, parsed.refs)
 
 
+def test_commas_before_three_digits_alone_stay_text(tmp_path: Path) -> None:
+    # "1,234" and "12,500" may be thousands: without a value that can only be a
+    # decimal comma ("2,5"), the column is not read as numbers.
+    rows = [["id", "grouped", "mixed"], ["1", "1,234", "1,234"], ["2", "12,500", "2,5"]]
+    path = write(tmp_path / "grouped.tsv", rows, "\t")
+    ran = run_full(path, TSV)
+    assert [c.dtype for c in ran.result.columns] == ["int64", "str", "float64"]
+    assert [r["mixed"] for r in ran.result.preview] == [1.234, 2.5]
+    assert ran.result.decimal_comma
+
+
 def test_commas_in_a_comma_separated_file_stay_text(tmp_path: Path) -> None:
     # Quoted, as they must be: "1,5" here may as well be 15 written with a grouping comma.
     path = tmp_path / "commas.csv"
