@@ -18,6 +18,7 @@ import asyncio
 import hashlib
 import hmac
 import time
+import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from enum import Enum
@@ -97,7 +98,9 @@ class WebhooksActor:
         self._directory: TTLCache[str, tuple[float, list[Webhook]]] = TTLCache(
             10_000, DIRECTORY_SECONDS
         )
-        self._served: TTLCache[tuple[str, str], bool] = TTLCache(100_000, SERVED_SECONDS)
+        self._served: TTLCache[tuple[uuid.UUID, uuid.UUID], bool] = TTLCache(
+            100_000, SERVED_SECONDS
+        )
 
     async def _hooks(self, owner: str, occurred_at: datetime) -> list[Webhook]:
         """The owner's webhooks as they were when the event occurred, or later: a list
@@ -120,7 +123,7 @@ class WebhooksActor:
             # Not the events before it was made (a new consumer, or a replay, reads them).
             if event.type in hook.events
             and event.occurred_at >= hook.created_at
-            and (str(event.id), str(hook.id)) not in self._served
+            and (event.id, hook.id) not in self._served
         ]
         if not due:
             return []
@@ -130,7 +133,7 @@ class WebhooksActor:
             if outcome is Outcome.RETRY:
                 waits.append(wait if wait is not None else self._backoff(delivery))
             else:
-                self._served[(str(event.id), str(hook.id))] = True
+                self._served[(event.id, hook.id)] = True
         if waits:
             raise TransientError(
                 f"{len(waits)} of {len(due)} webhooks to be tried again",

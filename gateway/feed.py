@@ -22,6 +22,7 @@ import structlog
 from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 from nats.aio.msg import Msg
+from nats.js.api import StreamState
 from nats.js.errors import NotFoundError
 
 from gateway.services import Services
@@ -105,26 +106,26 @@ async def _feed(
             overflow.set()
 
     reconnects = services.nc.stats["reconnects"]
-    # Subscribed (and the server told, by the flush) before the stream is read: an
-    # event stored after the read's end is relayed to this socket.
+    # Subscribed (and the server told, by the flush) before the stream's end is read:
+    # an event stored after it is relayed to this socket.
     sub = await services.nc.subscribe(subjects.notify_owner(owner), cb=on_relay)
     gone = asyncio.create_task(until_disconnect(socket))
     getter: asyncio.Task[tuple[int, bytes]] | None = None
     expires_at = token_expiry(socket)
     # Relays of events up to here were sent by the catch-up already.
     read_to = 0
-    last = after or 0
     sent: deque[int] = deque(maxlen=RECENT_FRAMES)
     try:
-        if after is not None:
-            await services.nc.flush()
-            caught_up = await _catch_up(socket, services, owner, after)
+        await services.nc.flush()
+        state = (await services.js.stream_info(subjects.JOBS_STREAM)).state
+        if after is None:
+            # Where this socket began: what a client that saw no frame resumes from.
+            last = state.last_seq
+        else:
+            caught_up = await _catch_up(socket, services, owner, after, state)
             if caught_up is None:
                 return
             read_to, last = caught_up
-        else:
-            # Where this socket began: what a client that saw no frame resumes from.
-            last = (await services.js.stream_info(subjects.JOBS_STREAM)).state.last_seq
         while not gone.done():
             left = expires_at - time.time()
             if left <= 0:
@@ -168,13 +169,16 @@ async def _feed(
 
 
 async def _catch_up(
-    socket: WebSocket[str, Any, Any], services: Services, owner: str, after: int
+    socket: WebSocket[str, Any, Any],
+    services: Services,
+    owner: str,
+    after: int,
+    state: StreamState,
 ) -> tuple[int, int] | None:
     """Sends the owner's stored events after `after`, oldest first, up to the stream's
-    last sequence when it starts: that sequence and the last one sent (or `after`).
-    None when the range can not be served (the socket is closed, saying why)."""
+    last sequence in `state`: that sequence and the last one sent (or `after`). None
+    when the range can not be served (the socket is closed, saying why)."""
     limit = services.settings.feed_catch_up_events
-    state = (await services.js.stream_info(subjects.JOBS_STREAM)).state
     end = state.last_seq
     if after > end:
         await socket.close(

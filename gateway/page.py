@@ -51,7 +51,7 @@ class ColumnView:
 
 def number(value: Any) -> str:
     """A figure as a person reads it: thousands grouped, at least four significant
-    digits, and an exponent only for the very large or very small."""
+    digits, and an exponent only for the very large or very small; nothing for null."""
     if isinstance(value, bool) or value is None:
         return "" if value is None else str(value).lower()
     if isinstance(value, int):
@@ -64,10 +64,6 @@ def number(value: Any) -> str:
             return f"{value:,.{max(0, 3 - magnitude)}f}"
         return f"{value:.4g}"
     return str(value)
-
-
-def cell(value: Any) -> str:
-    return "" if value is None else number(value)
 
 
 def _bins(profile: ColumnProfile) -> list[Bin]:
@@ -129,7 +125,6 @@ class Page:
             trim_blocks=True,
         )
         self._env.filters["num"] = number
-        self._env.filters["cell"] = cell
         self._template = self._env.get_template("job.html.j2")
         css = (TEMPLATES / "job.css").read_text(encoding="utf-8")
         self._css = Markup(css)  # our own file: not escaped, and hashed as written

@@ -34,30 +34,14 @@ def granted(scope: Scope) -> frozenset[str]:
 
 
 class RequireScope:
-    """Refuses a route to a token without `scope` (403); on a `Router`'s middleware.
+    """Refuses a route to a token without the scope it needs (403); on a `Router`'s
+    middleware. `read` is needed for GET and HEAD, `write` for any other method: the
+    same scope for a router of one kind, two for one whose paths both read and change
+    (GET and POST /v1/webhooks), which Litestar will not split across two routers.
 
     Middleware rather than a Litestar guard: Litestar hands every guard call a copy of
     the route handler, a tenth of the gateway's CPU per request for a set lookup.
     """
-
-    __slots__ = ("_app", "_scope")
-
-    def __init__(self, app: ASGIApp, scope: str) -> None:
-        self._app = app
-        self._scope = scope
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # OPTIONS gets Litestar's own answer (Allow), unauthenticated like a CORS
-        # preflight.
-        if scope.get("method") != "OPTIONS" and self._scope not in granted(scope):
-            raise PermissionDeniedException(detail=f"the token lacks the {self._scope!r} scope")
-        await self._app(scope, receive, send)
-
-
-class RequireScopeByMethod:
-    """`read` for GET, `write` for any other method (OPTIONS aside): for a router whose
-    paths both read and change (GET and POST /v1/webhooks), which Litestar will not
-    split across two routers."""
 
     __slots__ = ("_app", "_read", "_write")
 
@@ -68,6 +52,8 @@ class RequireScopeByMethod:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope.get("method")
+        # OPTIONS gets Litestar's own answer (Allow), unauthenticated like a CORS
+        # preflight.
         if method != "OPTIONS":
             wanted = self._read if method in ("GET", "HEAD") else self._write
             if wanted not in granted(scope):
@@ -76,8 +62,8 @@ class RequireScopeByMethod:
 
 
 def requires(scope: str) -> DefineMiddleware:
-    return DefineMiddleware(RequireScope, scope=scope)
+    return requires_by_method(read=scope, write=scope)
 
 
 def requires_by_method(*, read: str, write: str) -> DefineMiddleware:
-    return DefineMiddleware(RequireScopeByMethod, read=read, write=write)
+    return DefineMiddleware(RequireScope, read=read, write=write)

@@ -6,12 +6,14 @@ before it is answered, like every other write here.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, get_args
 
+import msgspec
 from litestar import Request, delete, get, post
 
 from actors import webhook_store
@@ -29,15 +31,22 @@ SECRET_PREFIX = "whsec_"
 _ORDER: tuple[EventType, ...] = get_args(EventType)  # the order a job goes through
 
 
-async def _change(
-    services: Services, owner: str, edit: Callable[[list[Webhook]], list[Webhook]]
-) -> None:
+@contextlib.contextmanager
+def _store_answers() -> Iterator[None]:
+    """The store's own failures as 503: the request may be sent again."""
     try:
-        await webhook_store.change(services.webhooks, owner, edit)
+        yield
     except TransientError as exc:
         raise Unavailable(f"{exc.reason}; retry") from exc
     except NATS_UNREACHABLE as exc:
         raise Unavailable("the webhooks store did not answer; retry") from exc
+
+
+async def _change(
+    services: Services, owner: str, edit: Callable[[list[Webhook]], list[Webhook]]
+) -> None:
+    with _store_answers():
+        await webhook_store.change(services.webhooks, owner, edit)
 
 
 def _view(hook: Webhook) -> WebhookView:
@@ -80,13 +89,7 @@ async def create_webhook(
         return [*hooks, hook]
 
     await _change(services, request.user, add)
-    return WebhookCreated(
-        webhook_id=hook.id,
-        url=hook.url,
-        events=hook.events,
-        created_at=hook.created_at,
-        secret=hook.secret,
-    )
+    return WebhookCreated(**msgspec.structs.asdict(_view(hook)), secret=hook.secret)
 
 
 @get(
@@ -96,10 +99,8 @@ async def create_webhook(
     operation_class=ProblemOperation,
 )
 async def list_webhooks(request: Request[str, Any, Any], services: Services) -> WebhookList:
-    try:
+    with _store_answers():
         hooks, _ = await webhook_store.read(services.webhooks, request.user)
-    except NATS_UNREACHABLE as exc:
-        raise Unavailable("the webhooks store did not answer; retry") from exc
     return WebhookList(items=[_view(h) for h in hooks])
 
 

@@ -4,6 +4,7 @@ the S3 bucket and SQL migrations. Every setting of the streams is declared here.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -79,19 +80,25 @@ def dead_letter_stream(settings: Settings) -> StreamConfig:
     )
 
 
-WEBHOOKS_PENDING = 50_000
+# Where a durable consumer differs from the rest, by name.
+CONSUMER_OVERRIDES: dict[str, dict[str, Any]] = {
+    subjects.WEBHOOKS_CONSUMER: {
+        # From the events stored after it was first provisioned: a deployment gaining
+        # webhooks does not send its history to anyone.
+        "deliver_policy": DeliverPolicy.NEW,
+        # Its retries wait (nak'ed with a delay) as pending messages: a receiver down
+        # for hours holds its events there, and at the bound every owner waits.
+        "max_ack_pending": 50_000,
+    },
+}
 
 
 def consumer(name: str, settings: Settings) -> ConsumerConfig:
-    return ConsumerConfig(
+    config = ConsumerConfig(
         name=name,
         durable_name=name,
         description=f"the {name} actor",
-        # Webhooks start from the events stored after they were first provisioned: a
-        # deployment gaining them does not send its history to anyone.
-        deliver_policy=(
-            DeliverPolicy.NEW if name == subjects.WEBHOOKS_CONSUMER else DeliverPolicy.ALL
-        ),
+        deliver_policy=DeliverPolicy.ALL,
         ack_policy=AckPolicy.EXPLICIT,
         filter_subject=subjects.CONSUMER_FILTERS[name],
         # Redelivery after this long without ack or progress; the runtime signals
@@ -101,13 +108,12 @@ def consumer(name: str, settings: Settings) -> ConsumerConfig:
         # dead-letters. A server-side limit would abandon, silently, a message whose
         # worker died on its last try.
         max_deliver=-1,
-        # Bounds the work one slow actor can hold; the runtime fetches far fewer. The
-        # webhooks' retries wait (nak'ed with a delay) as pending messages: a receiver
-        # down for hours holds its events there, and at the bound every owner waits.
-        max_ack_pending=WEBHOOKS_PENDING if name == subjects.WEBHOOKS_CONSUMER else 1000,
+        # Bounds the work one slow actor can hold; the runtime fetches far fewer.
+        max_ack_pending=1000,
         # No `backoff` list: it would also replace ack_wait for first deliveries. The
         # runtime naks with its own growing delay (1, 2, 4 ... 30 s) instead.
     )
+    return dataclasses.replace(config, **CONSUMER_OVERRIDES.get(name, {}))
 
 
 def leases_bucket(settings: Settings) -> KeyValueConfig:

@@ -135,13 +135,10 @@ class WebhookView(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
 
 
-class WebhookCreated(msgspec.Struct, frozen=True, kw_only=True):
-    webhook_id: uuid.UUID
-    url: str
-    events: list[EventType]
-    created_at: datetime
+class WebhookCreated(WebhookView, frozen=True, kw_only=True):
     secret: str
-    """Verifies `Conveyor-Signature` on each delivery; shown this once only."""
+    """Verifies `Conveyor-Signature` on each delivery; in this answer only (and its
+    replay for the same Idempotency-Key)."""
 
 
 class WebhookList(msgspec.Struct, frozen=True, kw_only=True):

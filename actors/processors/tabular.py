@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import ClassVar, Final
+from typing import Any, ClassVar, Final
 
 import polars as pl
 from polars.exceptions import NoDataError, PanicException, PolarsError
@@ -154,6 +154,7 @@ DATETIME_FORMATS = [
 ]
 SAMPLE_ROWS = 1000
 DECIMAL_COMMA = "decimal_comma"
+_POINT = ("int", "float")
 
 
 def _candidates(col: pl.Expr, *, decimal_comma: bool) -> dict[str, pl.Expr]:
@@ -241,16 +242,16 @@ def _typed(
     exprs = []
     for i, name in enumerate(names):
         exprs.append(pl.col(name).count().alias(f"n{i}"))
-        exprs += [cast.count().alias(f"{kind}{i}") for kind, cast in candidates[name].items()]
-        if DECIMAL_COMMA in candidates[name]:
-            # "1,234" alone may group thousands as well: a comma is taken for a decimal
-            # point only if some value has other than three digits after it.
-            decimals = pl.col(name).str.strip_chars().str.contains(r",(\d{1,2}|\d{4,})$")
-            exprs.append(decimals.sum().alias(f"decimals{i}"))
+        exprs += [
+            cast.count().alias(f"{kind}{i}")
+            for kind, cast in candidates[name].items()
+            if kind != DECIMAL_COMMA  # counted after, where it may be needed
+        ]
     if count_replaced:
         replaced = (pl.col(n).str.contains("\ufffd", literal=True) for n in names)
         exprs.append(pl.any_horizontal(replaced).sum().alias("replaced"))
     counts = raw.select(exprs).collect(engine=ENGINE).row(0, named=True)
+    counts |= _decimal_counts(raw, candidates, counts)
     casts = []
     commas = False
     for i, name in enumerate(names):
@@ -259,15 +260,34 @@ def _typed(
             (
                 (kind, cast)
                 for kind, cast in candidates[name].items()
-                if present
-                and counts[f"{kind}{i}"] == present
-                and (kind != DECIMAL_COMMA or counts[f"decimals{i}"])
+                if present and counts.get(f"{kind}{i}") == present
             ),
             ("text", pl.col(name)),
         )
         commas |= kind == DECIMAL_COMMA
         casts.append(chosen.alias(name))
     return raw.select(casts), int(counts.get("replaced") or 0), commas
+
+
+def _decimal_counts(
+    raw: pl.LazyFrame, candidates: dict[str, dict[str, pl.Expr]], counts: dict[str, Any]
+) -> dict[str, int]:
+    """How many values read with a decimal comma, in the columns where that could still
+    decide the type (no integer or float reading held for every value); in one more
+    pass over those columns alone, which most files never need. A column counts as
+    read so only if some value has other than three digits after its comma: "1,234"
+    alone may group thousands as well."""
+    exprs = []
+    for i, (name, found) in enumerate(candidates.items()):
+        cast, present = found.get(DECIMAL_COMMA), counts[f"n{i}"]
+        # Preferred to it (see `_candidates`): a column they read is no question.
+        if cast is None or not present or any(counts.get(f"{k}{i}") == present for k in _POINT):
+            continue
+        decimal = pl.col(name).str.strip_chars().str.contains(r",(\d{1,2}|\d{4,})$").any()
+        exprs.append(pl.when(decimal).then(cast.count()).otherwise(-1).alias(f"{DECIMAL_COMMA}{i}"))
+    if not exprs:
+        return {}
+    return dict(raw.select(exprs).collect(engine=ENGINE).row(0, named=True))
 
 
 def _flat(frame: pl.LazyFrame) -> pl.LazyFrame:
