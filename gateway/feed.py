@@ -22,6 +22,7 @@ import structlog
 from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
 from nats.js.api import StreamState
 from nats.js.errors import NotFoundError
 
@@ -32,6 +33,7 @@ from gateway.sockets import (
     CLOSE_RANGE,
     CLOSE_RESTART,
     CLOSE_TOO_SLOW,
+    CLOSE_TRY_AGAIN,
     claim_or_close,
     token_expiry,
     until_disconnect,
@@ -112,20 +114,29 @@ async def _feed(
     gone = asyncio.create_task(until_disconnect(socket))
     getter: asyncio.Task[tuple[int, bytes]] | None = None
     expires_at = token_expiry(socket)
-    # Relays of events up to here were sent by the catch-up already.
+    # Relays of events up to here are not sent: the catch-up sent them, or they were
+    # stored before a socket without `after` began.
     read_to = 0
     sent: deque[int] = deque(maxlen=RECENT_FRAMES)
     try:
-        await services.nc.flush()
-        state = (await services.js.stream_info(subjects.JOBS_STREAM)).state
-        if after is None:
-            # Where this socket began: what a client that saw no frame resumes from.
-            last = state.last_seq
-        else:
-            caught_up = await _catch_up(socket, services, owner, after, state)
-            if caught_up is None:
-                return
-            read_to, last = caught_up
+        try:
+            await services.nc.flush()
+            state = (await services.js.stream_info(subjects.JOBS_STREAM)).state
+            if after is None:
+                # Where this socket begins: a relay of an event stored before it (the
+                # notification actor may lag) is not sent, and a client that saw no
+                # frame resumes from here.
+                read_to = last = state.last_seq
+            else:
+                caught_up = await _catch_up(socket, services, owner, after, state)
+                if caught_up is None:
+                    return
+                read_to, last = caught_up
+        except NatsError as exc:
+            log.warning("feed not set up", error=f"{type(exc).__name__}: {exc}")
+            again = "reconnect" if after is None else f"reconnect with after={after}"
+            await socket.close(code=CLOSE_TRY_AGAIN, reason=f"NATS did not answer: {again}")
+            return
         while not gone.done():
             left = expires_at - time.time()
             if left <= 0:

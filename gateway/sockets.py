@@ -21,7 +21,8 @@ from gateway.scopes import Grant
 # Application close codes (4000-4999) mirror HTTP: 4400 a bad query, 4401 the token
 # expired while the socket was open, 4404 no such job, 4408 a client too slow to
 # take its frames, 4416 a range of events that can not be served, 4429 the owner
-# has too many sockets open. 1012 (the server restarts): a gap may follow, resume.
+# has too many sockets open. 1012 (the server restarts): a gap may follow, resume;
+# 1013 (try again later): NATS did not answer as the socket was set up.
 CLOSE_BAD_REQUEST = 4400
 CLOSE_EXPIRED = 4401
 CLOSE_NOT_FOUND = 4404
@@ -29,6 +30,7 @@ CLOSE_TOO_SLOW = 4408
 CLOSE_RANGE = 4416
 CLOSE_TOO_MANY = 4429
 CLOSE_RESTART = 1012
+CLOSE_TRY_AGAIN = 1013
 
 
 class OpenSockets:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from typing import Any
 
@@ -11,10 +12,29 @@ import asyncpg
 import httpx
 import pytest
 import websockets
+from conftest import connect_as
 
+from actors.publisher import Publisher
 from gateway.auth import issue_token
+from tests.events import uploaded_event
 from tests.faults.faultkit import Cluster, drive, jobs_applied, reconcile, wait_ready
 from tests.waits import eventually
+
+
+async def open_feed(cluster: Cluster, owner: str) -> websockets.ClientConnection:
+    """`owner`'s WS /v1/events, once it has read the stream: from just before an event
+    of `owner`'s, published here, which it sends first."""
+    nc = await connect_as(cluster.settings, "ops")
+    try:
+        ack = await Publisher(nc.jetstream()).publish(uploaded_event(owner))
+    finally:
+        await nc.close()
+    token = issue_token(cluster.settings, owner)
+    url = cluster.url.replace("http://", "ws://") + f"/v1/events?token={token}&after={ack.seq - 1}"
+    feed = await websockets.connect(url)
+    first = json.loads(await asyncio.wait_for(feed.recv(), 30))
+    assert first["seq"] == ack.seq
+    return feed
 
 
 @pytest.mark.timeout(600)
@@ -26,11 +46,9 @@ async def test_nats_restart_under_load(cluster: Cluster, pool: asyncpg.Pool[Any]
     )
     await eventually(lambda: jobs_applied(pool, 100), what="load under way")
     # An owner's feed is open across the outage: relays sent meanwhile are lost, so
-    # it must close, naming where to resume, rather than go on past the gap.
-    token = issue_token(cluster.settings, "probe")
-    feed = await websockets.connect(
-        cluster.url.replace("http://", "ws://") + f"/v1/events?token={token}"
-    )
+    # it must close, naming where to resume, rather than go on past the gap. It is
+    # set up once it has sent the owner's one event, read from the stream.
+    feed = await open_feed(cluster, "probe")
     cluster.stack.stop_one("nats")
     down_since = time.monotonic()
     probes: list[int] = []
