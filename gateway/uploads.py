@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 from cachetools import TTLCache
 from litestar import Request, post
+from nats.errors import NoRespondersError
 from nats.js.api import Header
 
 from actors.errors import AlreadyStored
@@ -22,7 +23,7 @@ from gateway.jobs import current_status, stored_uploaded
 from gateway.openapi import ProblemOperation, problems
 from gateway.scopes import WRITE
 from gateway.services import Services
-from gateway.streams import TIMEOUT, last_message
+from gateway.streams import TIMEOUT, last_message, last_message_direct
 from gateway.upload_policy import clean_filename
 from schemas import subjects
 from schemas.api import CompleteAccepted, UploadRecord, UploadRequest, UploadTicket
@@ -53,8 +54,10 @@ _record_decoder = msgspec.json.Decoder(UploadRecord)
 
 # The uploads bucket, read and written with the JetStream API directly (see
 # gateway.streams).
-_KV_STREAM = f"{subjects.KV_STREAM_PREFIX}{subjects.UPLOADS_BUCKET}"
-_KV_SUBJECT = f"{subjects.KV_PREFIX}.{subjects.UPLOADS_BUCKET}."
+_KV_STREAM = subjects.UPLOADS_STREAM
+_KV_SUBJECT = f"{subjects.UPLOADS_KEYS}."
+# The header of KV's delete and purge markers.
+_KV_OPERATION = "KV-Operation"
 
 
 # Uploads this process created lately, so that `complete` (usually a few seconds after
@@ -68,9 +71,21 @@ def recent_uploads() -> TTLCache[str, UploadRecord]:
 async def read_upload(services: Services, key: str) -> UploadRecord | None:
     """The upload record under `key`; None when there is none (or it was deleted or
     purged)."""
-    stored = await last_message(services.inbox, _KV_STREAM, _KV_SUBJECT + key)
-    if stored is None or (stored.hdrs is not None and b"KV-Operation" in stored.hdrs):
-        return None  # a delete or purge marker
+    subject = _KV_SUBJECT + key
+    # A direct get first: the cheaper read, answered by any replica. A record is
+    # written once and never changed, so what a replica has is the record; only its
+    # absence may be a replica behind the leader, and the leader is asked then.
+    try:
+        found = await last_message_direct(services.inbox, _KV_STREAM, subject)
+    except NoRespondersError:  # a bucket provisioned before direct gets were allowed
+        found = None
+    if found is not None:
+        if found.headers and _KV_OPERATION in found.headers:
+            return None  # a delete or purge marker
+        return _record_decoder.decode(found.data)
+    stored = await last_message(services.inbox, _KV_STREAM, subject)
+    if stored is None or (stored.hdrs is not None and _KV_OPERATION.encode() in stored.hdrs):
+        return None
     return _record_decoder.decode(stored.data)
 
 

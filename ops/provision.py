@@ -199,6 +199,18 @@ async def _provision_nats(js: JetStreamContext, settings: Settings) -> None:
             await js.key_value(bucket.bucket)
         except BucketNotFoundError:
             await js.create_key_value(bucket)
+    await allow_direct_gets(js, subjects.UPLOADS_STREAM)
+
+
+async def allow_direct_gets(js: JetStreamContext, stream: str) -> None:
+    """Lets any replica of `stream` answer direct gets (nats-py's `KeyValueConfig` has
+    no such setting). Only for the uploads bucket, whose records are written once: the
+    other buckets are read by nats-py's `KeyValue`, which turns to direct gets once a
+    bucket allows them, and their readers compare-and-set on what they read, where a
+    replica's late answer would be a false conflict."""
+    config = (await js.stream_info(stream)).config
+    if not config.allow_direct:
+        await js.update_stream(dataclasses.replace(config, allow_direct=True))
 
 
 async def provision_bucket(s3: S3Client, bucket: str, *, within: float = 30.0) -> None:

@@ -39,6 +39,16 @@ JS_ACK: Final = "$JS.ACK"
 JS_FLOW_CONTROL: Final = "$JS.FC"
 KV_PREFIX: Final = "$KV"
 KV_STREAM_PREFIX: Final = "KV_"
+UPLOADS_STREAM: Final = f"{KV_STREAM_PREFIX}{UPLOADS_BUCKET}"
+UPLOADS_KEYS: Final = f"{KV_PREFIX}.{UPLOADS_BUCKET}"
+"""The uploads bucket's keys are stored as `$KV.uploads.<upload id>`."""
+
+
+def direct_get(stream: str, subject: str) -> str:
+    """Asks `stream` for its last message on `subject` by JetStream's direct get: the
+    message as stored, not wrapped in the API's JSON. Only a stream that allows direct
+    gets answers, and then any of its replicas may."""
+    return f"{JS_API}.DIRECT.GET.{stream}.{subject}"
 
 
 def inbox_prefix(user: str) -> str:

@@ -7,6 +7,7 @@ A second `complete` moments after the first is in `test_journey`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -17,10 +18,12 @@ from nats.js.errors import NotFoundError
 
 from actors.publisher import Publisher
 from gateway.uploads import uploaded_data
+from ops.processes import provision
 from schemas import subjects
 from schemas.api import UploadRecord
 from schemas.events import new_event
 from schemas.keys import upload_key
+from schemas.settings import Settings
 
 
 async def stored_record(nc: NATS, owner: str, *, completed_seq: int | None = None) -> UploadRecord:
@@ -109,3 +112,31 @@ async def test_concurrent_completes_queue_one_job(api: Api, nc: NATS, owner: str
     assert [a.status_code for a in answers] == [202] * 6, [a.text for a in answers]
     assert len({a.json()["seq"] for a in answers}) == 1
     assert len(await uploaded_seqs(nc, record)) == 1
+
+
+async def test_a_deleted_upload_record_is_not_found(api: Api, nc: NATS, owner: str) -> None:
+    # Read by direct get, a delete marker is a message like any other but for its header.
+    record = await stored_record(nc, owner)
+    kv = await nc.jetstream().key_value(subjects.UPLOADS_BUCKET)
+    await kv.delete(str(record.upload_id))
+    r = await api.post(f"/v1/uploads/{record.upload_id}/complete")
+    assert r.status_code == 404, r.text
+    assert await uploaded_seqs(nc, record) == []
+
+
+async def test_a_bucket_without_direct_gets_is_read_through_the_api_until_provisioned(
+    api: Api, nc: NATS, owner: str, provisioned: Settings
+) -> None:
+    # As a bucket provisioned by an earlier version is: no replica answers direct gets.
+    js = nc.jetstream()
+    record = await stored_record(nc, owner)
+    config = (await js.stream_info(subjects.UPLOADS_STREAM)).config
+    await js.update_stream(dataclasses.replace(config, allow_direct=False))
+    try:
+        r = await api.post(f"/v1/uploads/{record.upload_id}/complete")
+        assert r.status_code == 202, r.text
+        assert r.json()["job_id"] == str(record.job_id)
+        assert len(await uploaded_seqs(nc, record)) == 1
+    finally:
+        await provision(provisioned)  # what the next start of any Conveyor process does
+    assert (await js.stream_info(subjects.UPLOADS_STREAM)).config.allow_direct

@@ -244,6 +244,7 @@ async def test_gateway(
     js = a.nc.jetstream()
     # What it needs: its two buckets, JOBS by subject, `uploaded` events, the relay.
     uploads = await js.key_value(subjects.UPLOADS_BUCKET)
+    # By direct get: nats-py's KeyValue uses it where the bucket allows it, as this one does.
     with pytest.raises(KeyNotFoundError):
         await uploads.get(str(uuid.uuid4()))
     idempotency = await js.key_value(subjects.IDEMPOTENCY_BUCKET)

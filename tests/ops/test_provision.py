@@ -55,3 +55,23 @@ def test_upload_tickets_never_outlive_the_events_that_complete_them() -> None:
     assert uploads_bucket(Settings()).ttl == 7 * DAY
     short = Settings(stream_max_age_days=2.0)
     assert uploads_bucket(short).ttl == 2 * DAY
+
+
+async def test_only_the_uploads_bucket_answers_direct_gets(provisioned: Settings) -> None:
+    # The others are read by nats-py's KeyValue, which would then read any replica.
+    nc = await connect_as(provisioned, "ops")
+    try:
+        js = nc.jetstream()
+        buckets = (
+            subjects.UPLOADS_BUCKET,
+            subjects.LEASES_BUCKET,
+            subjects.IDEMPOTENCY_BUCKET,
+            subjects.WEBHOOKS_BUCKET,
+        )
+        allowed = {
+            b: bool((await js.stream_info(f"{subjects.KV_STREAM_PREFIX}{b}")).config.allow_direct)
+            for b in buckets
+        }
+    finally:
+        await nc.close()
+    assert allowed == {b: b == subjects.UPLOADS_BUCKET for b in buckets}
