@@ -42,7 +42,7 @@ class CeilingFigures(msgspec.Struct, kw_only=True):
     payload_bytes: int
 
 
-def _message() -> tuple[str, bytes, dict[str, str]]:
+def complete_message() -> tuple[str, bytes, dict[str, str]]:
     """What `complete` publishes for one upload: subject, payload, headers."""
     upload_id, job_id = uuid.uuid4(), uuid.uuid4()
     event = new_event(
@@ -75,7 +75,7 @@ async def _publish(
     js: JetStreamContext, mode: str, in_flight: int, duration: float, warmup: float
 ) -> CeilingFigures:
     latencies: list[float] = []
-    size = len(_message()[1])
+    size = len(complete_message()[1])
     count = 0
     start = time.perf_counter()
     measure_from, stop_at = start + warmup, start + warmup + duration
@@ -85,7 +85,7 @@ async def _publish(
         while (now := time.perf_counter()) < stop_at:
             if not measuring and now >= measure_from:
                 measuring, cpu_from = True, own_cpu_seconds()
-            subject, payload, headers = _message()
+            subject, payload, headers = complete_message()
             await js.publish(subject, payload, headers=headers)
             if measuring:
                 latencies.append(time.perf_counter() - now)
@@ -103,7 +103,7 @@ async def _publish(
         while (now := time.perf_counter()) < stop_at:
             if not measuring and now >= measure_from:
                 measuring, cpu_from = True, own_cpu_seconds()
-            subject, payload, headers = _message()
+            subject, payload, headers = complete_message()
             # Waits while `in_flight` acks are outstanding.
             future = await js.publish_async(subject, payload, headers=headers)
             future.add_done_callback(acked)

@@ -1,11 +1,12 @@
 """`conveyor bench gateway`: accepted writes per second and latency of the gateway's
-two write routes, against the bare JetStream publish-with-ack ceiling and a
-FastAPI + Celery baseline, in one run on one machine.
+two write routes, against the bare JetStream publish-with-ack ceiling, a FastAPI +
+Celery baseline and the floor of any Litestar gateway, in one run on one machine.
 
 Every side is a process of its own: the gateway (`python -m ops gateway`), the
-baseline (`uvicorn ops.bench.baseline_app:app`, served the same way: one process,
-uvloop, httptools, no access log), the load generator(s) (`ops.bench.loadgen`,
-closed loop, keep-alive) and the ceiling (`ops.bench.ceiling`). The load generator's
+baseline (`uvicorn ops.bench.baseline_app:app`) and the floor (`uvicorn
+ops.bench.floor_app:app`), both served the same way (one process, uvloop, httptools,
+no access log), the load generator(s) (`ops.bench.loadgen`, closed loop, keep-alive)
+and the ceiling (`ops.bench.ceiling`). The load generator's
 CPU and the server's CPU are measured for every figure, so the table shows which
 side was saturated.
 """
@@ -19,7 +20,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ OWNER = "bench-owner"
 
 class Level(msgspec.Struct, frozen=True, kw_only=True):
     target: str
-    """conveyor-complete, conveyor-create or baseline."""
+    """conveyor-complete, conveyor-create, baseline or floor."""
     concurrency: int
     requests: int
     seconds: float
@@ -85,6 +86,16 @@ class Ratios(msgspec.Struct, frozen=True, kw_only=True):
     meets_baseline_target: bool
     meets_ceiling_target: bool
     meets_p99_target: bool
+    floor_peak_per_second: float = 0.0
+    """The floor's peak: a Litestar route that only publishes and awaits the ack."""
+    floor_to_async_ceiling: float = 0.0
+    """The floor's peak over the async-ack ceiling: the most any Litestar gateway served
+    this way could reach of it."""
+    to_floor: float = 0.0
+    """Conveyor's peak over the floor's."""
+    cpu_per_request_over_floor: float = 0.0
+    """Conveyor's server CPU per request at its peak over the floor's at the floor's
+    peak: what the gateway's own work (token, lookup, log line...) adds."""
 
 
 class GatewayReport(Report, frozen=True, kw_only=True):
@@ -110,7 +121,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--in-flight", type=int, default=256, help="async ceiling: unacked")
     parser.add_argument(
         "--only",
-        choices=["conveyor", "baseline", "ceiling"],
+        choices=["conveyor", "baseline", "floor", "ceiling"],
         action="append",
         help="measure only these sides (repeat; default all)",
     )
@@ -166,7 +177,7 @@ def run(settings: Settings, args: argparse.Namespace, echo: Callable[[str], None
     from ops.stack import free_port
 
     levels_c = [int(c) for c in args.concurrency.split(",") if c.strip()]
-    sides = set(args.only or ["conveyor", "baseline", "ceiling"])
+    sides = set(args.only or ["conveyor", "baseline", "floor", "ceiling"])
     load_before = [round(x, 2) for x in os.getloadavg()]
     busy = _busy_processes()
     echo(f"load average {load_before}; busy: {'; '.join(busy) or 'nothing'}")
@@ -175,7 +186,7 @@ def run(settings: Settings, args: argparse.Namespace, echo: Callable[[str], None
     with bench_stack(settings, "gateway") as ready, tempfile.TemporaryDirectory() as tmp:
         logs = Path(ready.data_dir) / "logs"
         token = issue_token(ready, OWNER)
-        gw_port, base_port = free_port(), free_port()
+        gw_port, base_port, floor_port = free_port(), free_port(), free_port()
         gw = ready.replace(http_port=gw_port, shutdown_grace_seconds=2.0)
 
         def load(
@@ -214,7 +225,7 @@ def run(settings: Settings, args: argparse.Namespace, echo: Callable[[str], None
         # side in turn, the ceiling half-way through: when other work comes and goes on
         # the machine, it weighs on all sides alike.
         with ExitStack() as servers:
-            gw_pid = base_pid = 0
+            gw_pid = base_pid = floor_pid = 0
             if "conveyor" in sides:
                 gw_pid = servers.enter_context(
                     server(
@@ -227,23 +238,13 @@ def run(settings: Settings, args: argparse.Namespace, echo: Callable[[str], None
                 if args.keep_log:
                     echo(f"gateway log: {logs / 'bench-gateway.log'}")
             if "baseline" in sides:
-                argv = [
-                    sys.executable, "-m", "uvicorn", "ops.bench.baseline_app:app",
-                    "--host", "127.0.0.1", "--port", str(base_port), "--workers", "1",
-                    "--loop", "uvloop", "--http", "httptools", "--no-access-log",
-                    "--log-level", "warning", "--lifespan", "off",
-                ]  # fmt: skip
                 env = {**settings_env(ready), "BENCH_BROKER_URL": ready.redis_url}
-                # The baseline has no probe route of its own: any answer (405 to a GET)
-                # means it serves.
                 base_pid = servers.enter_context(
-                    server(
-                        argv,
-                        env,
-                        logs / "bench-baseline.log",
-                        f"http://127.0.0.1:{base_port}/v1/uploads",
-                        any_status=True,
-                    )
+                    _uvicorn("ops.bench.baseline_app:app", base_port, env, logs, lifespan=False)
+                ).pid
+            if "floor" in sides:
+                floor_pid = servers.enter_context(
+                    _uvicorn("ops.bench.floor_app:app", floor_port, settings_env(ready), logs)
                 ).pid
             complete_rate = 0.0
             for n, c in enumerate(levels_c):
@@ -275,6 +276,11 @@ def run(settings: Settings, args: argparse.Namespace, echo: Callable[[str], None
                     base = _level("baseline", c, figures)
                     levels.append(base)
                     echo(_row(base))
+                if floor_pid:
+                    figures = load(floor_port, "floor", c, server_pid=floor_pid)
+                    floor = _level("floor", c, figures)
+                    levels.append(floor)
+                    echo(_row(floor))
                 if "ceiling" in sides and n == len(levels_c) // 2:
                     for mode in ("sync", "async"):
                         row = _ceiling(ready, mode, args)
@@ -292,7 +298,9 @@ def run(settings: Settings, args: argparse.Namespace, echo: Callable[[str], None
             " embedded in the process's uvloop loop, httptools protocol writing each answer"
             " in one piece, no uvicorn access log; the gateway's own JSON access line per"
             " request, to a file). Baseline: `uvicorn ops.bench.baseline_app:app --workers 1"
-            " --loop uvloop --http httptools --no-access-log` (`async def` route)."
+            " --loop uvloop --http httptools --no-access-log` (`async def` route). Floor:"
+            " `uvicorn ops.bench.floor_app:app`, served as the baseline (a Litestar route"
+            " that publishes and awaits the ack, nothing else)."
         ),
         loadgen_processes=args.loadgen_processes,
         duration_seconds=args.duration,
@@ -305,6 +313,21 @@ def run(settings: Settings, args: argparse.Namespace, echo: Callable[[str], None
     )
     _table(report, echo)
     return report
+
+
+def _uvicorn(
+    app: str, port: int, env: dict[str, str], logs: Path, *, lifespan: bool = True
+) -> AbstractContextManager[subprocess.Popen[bytes]]:
+    """`app` served as the baseline and the floor are: one process, uvloop, httptools,
+    no access log; ready once its lifespan ran (neither has a probe route: any answer
+    to a GET will do)."""
+    argv = [
+        sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
+        "--workers", "1", "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+        "--log-level", "warning", "--lifespan", "on" if lifespan else "off",
+    ]  # fmt: skip
+    log = logs / f"bench-{app.split(':')[0].rsplit('.', 1)[-1]}.log"
+    return server(argv, env, log, f"http://127.0.0.1:{port}/", any_status=True)
 
 
 def _ceiling(settings: Settings, mode: str, args: argparse.Namespace) -> Ceiling:
@@ -332,6 +355,10 @@ def _ratios(levels: list[Level], ceiling: list[Ceiling]) -> Ratios:
         (lv for lv in levels if lv.target == "baseline"), key=lambda lv: lv.per_second, default=None
     )
     base = base_peak.per_second if base_peak else 0.0
+    floor_peak = max(
+        (lv for lv in levels if lv.target == "floor"), key=lambda lv: lv.per_second, default=None
+    )
+    floor = floor_peak.per_second if floor_peak else 0.0
     ceil = {c.mode: c.per_second for c in ceiling}
     rate = peak.per_second if peak else 0.0
     p99 = peak.latency_ms.p99 if peak else 0.0
@@ -362,6 +389,13 @@ def _ratios(levels: list[Level], ceiling: list[Ceiling]) -> Ratios:
         meets_baseline_target=bool(base) and rate >= 3 * base,
         meets_ceiling_target=bool(ceil.get("async")) and rate >= 0.5 * ceil["async"],
         meets_p99_target=bool(peak) and p99 < 20,
+        floor_peak_per_second=floor,
+        floor_to_async_ceiling=over(floor, ceil.get("async", 0.0)),
+        to_floor=over(rate, floor),
+        cpu_per_request_over_floor=over(
+            peak.server_cpu_us_per_request if peak else 0.0,
+            floor_peak.server_cpu_us_per_request if floor_peak else 0.0,
+        ),
     )
 
 
@@ -405,10 +439,19 @@ def _table(report: GatewayReport, echo: Callable[[str], None]) -> None:
         f" {met[r.meets_ceiling_target]}); to the sync ceiling: {r.to_sync_ceiling:.2f}"
     )
     quick = r.best_under_20ms_per_second
-    echo(
-        f"fastest with p99 < 20 ms: {r.best_under_20ms or 'none'}, {quick:,.0f}/s"
-        f" ({quick / (r.baseline_peak_per_second or 1):.2f}x the baseline peak)"
+    over_base = (
+        f" ({quick / r.baseline_peak_per_second:.2f}x the baseline peak)"
+        if r.baseline_peak_per_second
+        else ""
     )
+    echo(f"fastest with p99 < 20 ms: {r.best_under_20ms or 'none'}, {quick:,.0f}/s{over_base}")
+    if r.floor_peak_per_second:
+        echo(
+            f"the floor (Litestar, publish and ack only) peaks at"
+            f" {r.floor_peak_per_second:,.0f}/s: {r.floor_to_async_ceiling:.2f} of the async"
+            f" ceiling; Conveyor's peak is {r.to_floor:.2f} of it, at"
+            f" {r.cpu_per_request_over_floor:.2f}x its server CPU per request"
+        )
     echo(
         f"server CPU per request, baseline over Conveyor (each at its peak):"
         f" {r.baseline_cpu_per_request_ratio:.2f}x"

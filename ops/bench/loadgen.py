@@ -1,6 +1,6 @@
 """A closed-loop HTTP/1.1 load generator, run as a process of its own.
 
-`python -m ops.bench.loadgen --port P --mode create|complete|baseline|read ...` keeps
+`python -m ops.bench.loadgen --port P --mode create|complete|baseline|floor|read ...` keeps
 `--concurrency` keep-alive connections each sending one request after the other,
 measures for `--duration` seconds after `--warmup`, and prints one JSON line: the
 count, the latencies (seconds), the statuses, and the CPU seconds this process used,
@@ -32,6 +32,7 @@ from ops.stack import die_with_parent
 CREATE_BODY = msgspec.json.encode(
     {"filename": "data.csv", "content_type": "text/csv", "size": 1024}
 )
+FLOOR_PATH = "/v1/uploads/0b7e5d1c-5f4e-4c37-9d0a-2f6c8a1e3b90/complete"
 
 
 def _request(method: str, path: str, host: str, token: str, body: bytes) -> bytes:
@@ -109,7 +110,9 @@ class Figures(msgspec.Struct, kw_only=True):
 async def _run(args: argparse.Namespace, ids: list[str], created: list[str]) -> Figures:
     loop = asyncio.get_running_loop()
     host = f"{args.host}:{args.port}"
-    expected = {"create": 201, "complete": 202, "baseline": 202, "read": 200}[args.mode]
+    expected = {"create": 201, "complete": 202, "baseline": 202, "floor": 202, "read": 200}[
+        args.mode
+    ]
     # read: GET each job in turn, round and round.
     reads = [_request("GET", f"/v1/jobs/{i}", host, args.token, b"") for i in ids]
     turn = 0
@@ -117,6 +120,8 @@ async def _run(args: argparse.Namespace, ids: list[str], created: list[str]) -> 
     statuses: Counter[int] = Counter()
     errors = 0
     create_request = _request("POST", "/v1/uploads", host, args.token, CREATE_BODY)
+    # floor: the path of a `complete`; the floor app looks nothing up.
+    floor_request = _request("POST", FLOOR_PATH, host, args.token, b"")
     decoder = msgspec.json.Decoder(dict[str, Any])
 
     connections = []
@@ -151,6 +156,8 @@ async def _run(args: argparse.Namespace, ids: list[str], created: list[str]) -> 
                 request = _request(
                     "POST", f"/v1/uploads/{ids.pop()}/complete", host, args.token, b""
                 )
+            elif args.mode == "floor":
+                request = floor_request
             else:
                 request = create_request
             sent = time.perf_counter()
@@ -204,7 +211,9 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m ops.bench.loadgen")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
-    p.add_argument("--mode", choices=["create", "complete", "baseline", "read"], required=True)
+    p.add_argument(
+        "--mode", choices=["create", "complete", "baseline", "floor", "read"], required=True
+    )
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--duration", type=float, default=10.0)
     p.add_argument("--warmup", type=float, default=2.0)

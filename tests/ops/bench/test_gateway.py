@@ -67,3 +67,25 @@ def test_targets_met_only_when_the_peak_itself_meets_them() -> None:
     assert not _ratios(
         [*levels, level("baseline", 64, 3600.0, 60.0, 300.0)], CEILING
     ).meets_baseline_target
+
+
+def test_the_floor_is_measured_beside_conveyor_never_as_its_peak() -> None:
+    levels = [
+        level("conveyor-complete", 16, 3000.0, 12.0, 300.0),
+        level("floor", 16, 7500.0, 3.0, 120.0),
+        level("floor", 64, 7000.0, 30.0, 140.0),
+    ]
+    ratios = _ratios(levels, CEILING)
+    assert (ratios.peak_route, ratios.peak_per_second) == ("conveyor-complete", 3000.0)
+    assert ratios.floor_peak_per_second == 7500.0
+    assert ratios.floor_to_async_ceiling == 0.375
+    assert ratios.to_floor == 0.4
+    # CPU per request, each side at its own peak.
+    assert ratios.cpu_per_request_over_floor == 2.5
+    # No floor measured (`--only conveyor`): nothing to divide by.
+    alone = _ratios(levels[:1], CEILING)
+    assert (alone.floor_peak_per_second, alone.to_floor, alone.cpu_per_request_over_floor) == (
+        0.0,
+        0.0,
+        0.0,
+    )
