@@ -249,6 +249,7 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> None:
     ticks = cpu_ticks()
     report = suite.run(settings, args, _echo)
     report = msgspec.structs.replace(report, steal_percent=steal_percent(ticks, cpu_ticks()))
+    _echo(f"machine: {report.cores} cores ({report.cpu_model}), {report.memory_gb} GB")
     if report.steal_percent is not None:
         _echo(f"CPU time taken by the hypervisor while the suite ran: {report.steal_percent}%")
     stamp = report.date.replace(":", "").replace("-", "")

@@ -25,6 +25,9 @@ class Report(msgspec.Struct, frozen=True, kw_only=True):
     """Share of the CPU time, while the suite ran, that the hypervisor gave to other
     guests (`steal` in /proc/stat): on a shared VM, a suite's figures are only worth
     as much as this is low. None where /proc/stat is not there."""
+    cpu_model: str = ""
+    """The processor as the kernel names it: machines of one size differ by model, and
+    so do the shares of a request's CPU (system calls against Python code)."""
 
 
 def cpu_ticks() -> tuple[int, int] | None:
@@ -64,7 +67,22 @@ def machine() -> dict[str, Any]:
         "memory_gb": round(memory / 1024**3, 1),
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "cpu_model": cpu_model(),
     }
+
+
+def cpu_model() -> str:
+    """The first processor's `model name` in /proc/cpuinfo (Linux; ARM kernels give
+    none), else what the platform says."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                name, _, value = line.partition(":")
+                if name.strip() == "model name":
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def write(report: Report, target: Path) -> Path:
