@@ -11,13 +11,12 @@ from typing import Any
 
 import msgspec
 from nats.aio.msg import Msg
-from nats.js.api import DEFAULT_PREFIX, Header
+from nats.js.api import Header
 from nats.js.errors import APIError
 
 from actors.inbox import Inbox
-from schemas.subjects import direct_get
+from schemas.subjects import direct_get, msg_get
 
-_MSG_GET = f"{DEFAULT_PREFIX}.STREAM.MSG.GET."
 TIMEOUT = 5.0
 
 
@@ -44,7 +43,7 @@ _decoder = msgspec.json.Decoder(_MsgGet)
 async def last_message(inbox: Inbox, stream: str, subject: str) -> StoredMessage | None:
     """The last message of `stream` on `subject` (wildcards allowed), or None."""
     request = _encoder.encode(_LastBySubject(last_by_subj=subject))
-    msg = await inbox.request(_MSG_GET + stream, request, wait=TIMEOUT)
+    msg = await inbox.request(msg_get(stream), request, wait=TIMEOUT)
     answer = _decoder.decode(msg.data)
     if answer.error is not None:
         if answer.error.get("code") == 404:
@@ -57,10 +56,11 @@ async def last_message_direct(inbox: Inbox, stream: str, subject: str) -> Msg | 
     """The last message of `stream` on `subject` by direct get (its data as stored, its
     headers among the answer's), or None when that replica has none.
 
-    nats-server spends 18 µs of CPU on such a read against 43 µs through the API, and
-    answers it sooner (`last_message`; 32 readers in flight, this repository's VM). Any
-    replica may answer, one a moment behind the leader too: a message stored just now
-    may be missing. Raises `NoRespondersError` where the stream allows no direct gets.
+    nats-server spends 18 µs of CPU on such a read against 43 µs through the API
+    (`last_message`), and answers it sooner (32 readers in flight, a script on the
+    Intel VM of README's Performance). Any replica may answer, one a moment behind the
+    leader too: a message stored just now may be missing. Raises `NoRespondersError`
+    where the stream allows no direct gets.
     """
     msg = await inbox.request(direct_get(stream, subject), b"", wait=TIMEOUT)
     headers = msg.headers or {}

@@ -15,6 +15,7 @@ from cachetools import TTLCache
 from litestar import Request, post
 from nats.errors import NoRespondersError
 from nats.js.api import Header
+from nats.js.kv import KV_OP
 
 from actors.errors import AlreadyStored
 from actors.publisher import publish_acked
@@ -52,12 +53,9 @@ def uploaded_data(record: UploadRecord) -> Uploaded:
 
 _record_decoder = msgspec.json.Decoder(UploadRecord)
 
-# The uploads bucket, read and written with the JetStream API directly (see
-# gateway.streams).
-_KV_STREAM = subjects.UPLOADS_STREAM
-_KV_SUBJECT = f"{subjects.UPLOADS_KEYS}."
-# The header of KV's delete and purge markers.
-_KV_OPERATION = "KV-Operation"
+# The header of KV's delete and purge markers, as the stream stores it (raw) and as
+# nats-py parses it.
+_MARKER = KV_OP.encode()
 
 
 # Uploads this process created lately, so that `complete` (usually a few seconds after
@@ -71,20 +69,22 @@ def recent_uploads() -> TTLCache[str, UploadRecord]:
 async def read_upload(services: Services, key: str) -> UploadRecord | None:
     """The upload record under `key`; None when there is none (or it was deleted or
     purged)."""
-    subject = _KV_SUBJECT + key
+    # The uploads bucket is read with the JetStream API directly (gateway.streams).
     # A direct get first: the cheaper read, answered by any replica. A record is
-    # written once and never changed, so what a replica has is the record; only its
-    # absence may be a replica behind the leader, and the leader is asked then.
+    # written once and Conveyor never changes or deletes it, so what a replica has is
+    # the record (only an operator's delete of a moment ago could still show there);
+    # its absence may be a replica behind the leader, and the leader is asked then.
+    subject = subjects.upload_record(key)
     try:
-        found = await last_message_direct(services.inbox, _KV_STREAM, subject)
+        found = await last_message_direct(services.inbox, subjects.UPLOADS_STREAM, subject)
     except NoRespondersError:  # a bucket provisioned before direct gets were allowed
         found = None
     if found is not None:
-        if found.headers and _KV_OPERATION in found.headers:
+        if found.headers and KV_OP in found.headers:
             return None  # a delete or purge marker
         return _record_decoder.decode(found.data)
-    stored = await last_message(services.inbox, _KV_STREAM, subject)
-    if stored is None or (stored.hdrs is not None and _KV_OPERATION.encode() in stored.hdrs):
+    stored = await last_message(services.inbox, subjects.UPLOADS_STREAM, subject)
+    if stored is None or (stored.hdrs is not None and _MARKER in stored.hdrs):
         return None
     return _record_decoder.decode(stored.data)
 
@@ -93,7 +93,9 @@ async def create_record(services: Services, key: str, value: bytes) -> None:
     """Stores `value` under a key that must not exist yet (`KeyValue.create`)."""
     # Revision 0 expected: what `KeyValue.create` sends (a fresh id never exists).
     headers = {Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value: "0"}
-    await publish_acked(services.inbox, _KV_SUBJECT + key, value, headers=headers, ack_wait=TIMEOUT)
+    await publish_acked(
+        services.inbox, subjects.upload_record(key), value, headers=headers, ack_wait=TIMEOUT
+    )
 
 
 def require_event_store(services: Services) -> None:

@@ -161,6 +161,8 @@ def uploads_bucket(settings: Settings) -> KeyValueConfig:
         ttl=min(7 * DAY, jobs_max_age(settings)),
         storage=StorageType.FILE,
         replicas=settings.stream_replicas,
+        # Any replica answers the gateway's direct gets (gateway.uploads.read_upload).
+        direct=True,
     )
 
 
@@ -199,12 +201,13 @@ async def _provision_nats(js: JetStreamContext, settings: Settings) -> None:
             await js.key_value(bucket.bucket)
         except BucketNotFoundError:
             await js.create_key_value(bucket)
+    # A bucket made before `uploads_bucket` asked for direct gets.
     await allow_direct_gets(js, subjects.UPLOADS_STREAM)
 
 
 async def allow_direct_gets(js: JetStreamContext, stream: str) -> None:
-    """Lets any replica of `stream` answer direct gets (nats-py's `KeyValueConfig` has
-    no such setting). Only for the uploads bucket, whose records are written once: the
+    """Lets any replica of `stream` answer direct gets, as `KeyValueConfig.direct` does
+    for a new bucket. Only for the uploads bucket, whose records are written once: the
     other buckets are read by nats-py's `KeyValue`, which turns to direct gets once a
     bucket allows them, and their readers compare-and-set on what they read, where a
     replica's late answer would be a false conflict."""

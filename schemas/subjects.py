@@ -40,8 +40,17 @@ JS_FLOW_CONTROL: Final = "$JS.FC"
 KV_PREFIX: Final = "$KV"
 KV_STREAM_PREFIX: Final = "KV_"
 UPLOADS_STREAM: Final = f"{KV_STREAM_PREFIX}{UPLOADS_BUCKET}"
-UPLOADS_KEYS: Final = f"{KV_PREFIX}.{UPLOADS_BUCKET}"
-"""The uploads bucket's keys are stored as `$KV.uploads.<upload id>`."""
+
+
+def upload_record(upload_id: str) -> str:
+    """Where the uploads bucket stores an upload's record (its key is the upload id)."""
+    return f"{KV_PREFIX}.{UPLOADS_BUCKET}.{upload_id}"
+
+
+def msg_get(stream: str) -> str:
+    """JetStream's API request for one message of `stream`, by sequence or subject (its
+    answer is JSON, the message base64 in it); the stream's leader answers."""
+    return f"{JS_API}.STREAM.MSG.GET.{stream}"
 
 
 def direct_get(stream: str, subject: str) -> str:

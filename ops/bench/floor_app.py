@@ -6,9 +6,10 @@ one shared inbox), awaits JetStream's ack and answers 202 with the sequence. No
 token, no upload lookup, no log line, no middleware.
 
 Between the ceiling (a bare nats-py loop) and Conveyor's `complete`, it shows what
-the HTTP server and the framework alone cost: no gateway built on them can be faster.
+the HTTP server and the framework cost with nothing of a gateway's own work on them.
 Served like the baseline: `uvicorn ops.bench.floor_app:app --lifespan on` (one
-process, uvloop, httptools, no access log), settings from CONVEYOR_*.
+process, uvloop, httptools, no access log; stock uvicorn, without the gateway's
+one-write answers and collector tuning), settings from CONVEYOR_*.
 """
 
 from __future__ import annotations

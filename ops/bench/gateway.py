@@ -92,9 +92,9 @@ class Ratios(msgspec.Struct, frozen=True, kw_only=True):
     """The floor's peak over the async-ack ceiling: the most any Litestar gateway served
     this way could reach of it."""
     to_floor: float = 0.0
-    """Conveyor's peak over the floor's."""
+    """Conveyor's `complete` at its peak over the floor's peak."""
     cpu_per_request_over_floor: float = 0.0
-    """Conveyor's server CPU per request at its peak over the floor's at the floor's
+    """`complete`'s server CPU per request at its peak over the floor's at the floor's
     peak: what the gateway's own work (token, lookup, log line...) adds."""
 
 
@@ -240,11 +240,22 @@ def run(settings: Settings, args: argparse.Namespace, echo: Callable[[str], None
             if "baseline" in sides:
                 env = {**settings_env(ready), "BENCH_BROKER_URL": ready.redis_url}
                 base_pid = servers.enter_context(
-                    _uvicorn("ops.bench.baseline_app:app", base_port, env, logs, lifespan=False)
+                    _uvicorn(
+                        "ops.bench.baseline_app:app",
+                        base_port,
+                        env,
+                        logs / "bench-baseline.log",
+                        lifespan=False,
+                    )
                 ).pid
             if "floor" in sides:
                 floor_pid = servers.enter_context(
-                    _uvicorn("ops.bench.floor_app:app", floor_port, settings_env(ready), logs)
+                    _uvicorn(
+                        "ops.bench.floor_app:app",
+                        floor_port,
+                        settings_env(ready),
+                        logs / "bench-floor.log",
+                    )
                 ).pid
             complete_rate = 0.0
             for n, c in enumerate(levels_c):
@@ -265,9 +276,11 @@ def run(settings: Settings, args: argparse.Namespace, echo: Callable[[str], None
                     files = take(max(1, min(args.loadgen_processes, c)))
                     figures = load(gw_port, "complete", c, ids_in=files, server_pid=gw_pid)
                     complete = _level(
-                        "conveyor-complete", c, figures,
+                        "conveyor-complete",
+                        c,
+                        figures,
                         ran_out_of_uploads=figures.seconds < args.duration * 0.99,
-                    )  # fmt: skip
+                    )
                     complete_rate = max(complete_rate, complete.per_second)
                     levels.append(complete)
                     echo(_row(complete))
@@ -316,7 +329,7 @@ def run(settings: Settings, args: argparse.Namespace, echo: Callable[[str], None
 
 
 def _uvicorn(
-    app: str, port: int, env: dict[str, str], logs: Path, *, lifespan: bool = True
+    app: str, port: int, env: dict[str, str], log: Path, *, lifespan: bool = True
 ) -> AbstractContextManager[subprocess.Popen[bytes]]:
     """`app` served as the baseline and the floor are: one process, uvloop, httptools,
     no access log; ready once its lifespan ran (neither has a probe route: any answer
@@ -326,7 +339,6 @@ def _uvicorn(
         "--workers", "1", "--loop", "uvloop", "--http", "httptools", "--no-access-log",
         "--log-level", "warning", "--lifespan", "on" if lifespan else "off",
     ]  # fmt: skip
-    log = logs / f"bench-{app.split(':')[0].rsplit('.', 1)[-1]}.log"
     return server(argv, env, log, f"http://127.0.0.1:{port}/", any_status=True)
 
 
@@ -351,13 +363,10 @@ def _ceiling(settings: Settings, mode: str, args: argparse.Namespace) -> Ceiling
 def _ratios(levels: list[Level], ceiling: list[Ceiling]) -> Ratios:
     conveyor = [lv for lv in levels if lv.target.startswith("conveyor")]
     peak = max(conveyor, key=lambda lv: lv.per_second, default=None)
-    base_peak = max(
-        (lv for lv in levels if lv.target == "baseline"), key=lambda lv: lv.per_second, default=None
-    )
+    base_peak = _peak(levels, "baseline")
     base = base_peak.per_second if base_peak else 0.0
-    floor_peak = max(
-        (lv for lv in levels if lv.target == "floor"), key=lambda lv: lv.per_second, default=None
-    )
+    # The floor stands for `complete`: compared with that route's peak alone.
+    floor_peak, complete_peak = _peak(levels, "floor"), _peak(levels, "conveyor-complete")
     floor = floor_peak.per_second if floor_peak else 0.0
     ceil = {c.mode: c.per_second for c in ceiling}
     rate = peak.per_second if peak else 0.0
@@ -391,11 +400,17 @@ def _ratios(levels: list[Level], ceiling: list[Ceiling]) -> Ratios:
         meets_p99_target=bool(peak) and p99 < 20,
         floor_peak_per_second=floor,
         floor_to_async_ceiling=over(floor, ceil.get("async", 0.0)),
-        to_floor=over(rate, floor),
+        to_floor=over(complete_peak.per_second if complete_peak else 0.0, floor),
         cpu_per_request_over_floor=over(
-            peak.server_cpu_us_per_request if peak else 0.0,
+            complete_peak.server_cpu_us_per_request if complete_peak else 0.0,
             floor_peak.server_cpu_us_per_request if floor_peak else 0.0,
         ),
+    )
+
+
+def _peak(levels: list[Level], target: str) -> Level | None:
+    return max(
+        (lv for lv in levels if lv.target == target), key=lambda lv: lv.per_second, default=None
     )
 
 

@@ -72,17 +72,23 @@ def machine() -> dict[str, Any]:
 
 
 def cpu_model() -> str:
-    """The first processor's `model name` in /proc/cpuinfo (Linux; ARM kernels give
-    none), else what the platform says."""
+    """The processor's name as the kernel gives it (Linux), else what the platform
+    says."""
     try:
         with open("/proc/cpuinfo") as info:
-            for line in info:
-                name, _, value = line.partition(":")
-                if name.strip() == "model name":
-                    return value.strip()
+            named = model_name(info.read())
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        named = ""
+    return named or platform.processor() or platform.machine()
+
+
+def model_name(cpuinfo: str) -> str:
+    """The first `model name` of /proc/cpuinfo's text; "" if none (ARM kernels)."""
+    for line in cpuinfo.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() == "model name":
+            return value.strip()
+    return ""
 
 
 def write(report: Report, target: Path) -> Path:

@@ -69,7 +69,7 @@ def test_targets_met_only_when_the_peak_itself_meets_them() -> None:
     ).meets_baseline_target
 
 
-def test_the_floor_is_measured_beside_conveyor_never_as_its_peak() -> None:
+def test_the_floor_is_measured_beside_complete_never_as_conveyors_peak() -> None:
     levels = [
         level("conveyor-complete", 16, 3000.0, 12.0, 300.0),
         level("floor", 16, 7500.0, 3.0, 120.0),
@@ -82,6 +82,10 @@ def test_the_floor_is_measured_beside_conveyor_never_as_its_peak() -> None:
     assert ratios.to_floor == 0.4
     # CPU per request, each side at its own peak.
     assert ratios.cpu_per_request_over_floor == 2.5
+    # The floor stands for `complete`: a faster `create` peak is not held against it.
+    with_create = _ratios([*levels, level("conveyor-create", 16, 3600.0, 9.0, 240.0)], CEILING)
+    assert with_create.peak_route == "conveyor-create"
+    assert (with_create.to_floor, with_create.cpu_per_request_over_floor) == (0.4, 2.5)
     # No floor measured (`--only conveyor`): nothing to divide by.
     alone = _ratios(levels[:1], CEILING)
     assert (alone.floor_peak_per_second, alone.to_floor, alone.cpu_per_request_over_floor) == (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from ops.bench.report import Latency, latency, machine
+from ops.bench.report import Latency, latency, machine, model_name
 
 
 def test_percentiles_are_nearest_rank_in_milliseconds() -> None:
@@ -21,9 +21,26 @@ def test_few_samples() -> None:
     assert (latency(hundred).p50, latency(hundred).p99) == (50.0, 99.0)
 
 
+INTEL = """processor\t: 0
+vendor_id\t: GenuineIntel
+model name\t: Intel(R) Xeon(R) Processor
+flags\t\t: fpu vme
+
+processor\t: 1
+model name\t: Intel(R) Xeon(R) Processor
+"""
+ARM = """processor\t: 0
+BogoMIPS\t: 50.00
+Features\t: fp asimd
+CPU implementer\t: 0x41
+"""
+
+
 def test_the_machine_names_its_processor() -> None:
     # Runs on two VMs of one size but other processors do not compare: the report says which.
+    assert model_name(INTEL) == "Intel(R) Xeon(R) Processor"
+    assert model_name(ARM) == ""  # the report falls back to what the platform says
     model = machine()["cpu_model"]
     assert isinstance(model, str)
-    assert model.strip() == model
     assert model
+    assert model.strip() == model
