@@ -48,7 +48,9 @@ from schemas.subjects import (
     JS_FLOW_CONTROL,
     KV_PREFIX,
     KV_STREAM_PREFIX,
+    direct_get,
     inbox_prefix,
+    msg_get,
 )
 
 User = Literal[
@@ -133,9 +135,9 @@ def _durable(consumer: str) -> list[str]:
 def _read_stream(stream: str) -> list[str]:
     """Look up messages of a stream by sequence or subject (plain and direct get)."""
     return [
-        f"{JS_API}.STREAM.MSG.GET.{stream}",
-        f"{JS_API}.DIRECT.GET.{stream}",
-        f"{JS_API}.DIRECT.GET.{stream}.>",
+        msg_get(stream),
+        f"{JS_API}.DIRECT.GET.{stream}",  # the request in the body, not the subject
+        direct_get(stream, ">"),
     ]
 
 
@@ -220,7 +222,7 @@ def permissions() -> dict[User, Permissions]:
                 *_kv(subjects.IDEMPOTENCY_BUCKET),
                 *_kv(subjects.WEBHOOKS_BUCKET),
                 # GET /v1/jobs/{id} and the WebSocket read JOBS by subject and sequence.
-                f"{JS_API}.STREAM.MSG.GET.{jobs}",
+                msg_get(jobs),
                 # GET /v1/admin/status (read-only).
                 *_status(),
             ),
@@ -232,7 +234,7 @@ def permissions() -> dict[User, Permissions]:
                 *_events(Verifying, Verified, Rejected, Failed),
                 *_dead_letters(subjects.UPLOAD_CONSUMER),
                 # Before failing a job it gave up on: has the job ended already?
-                f"{JS_API}.STREAM.MSG.GET.{jobs}",
+                msg_get(jobs),
             ),
             subscribe=tuple(inbox("upload")),
         ),
@@ -241,7 +243,7 @@ def permissions() -> dict[User, Permissions]:
                 *_durable(subjects.PROCESSING_CONSUMER),
                 *_events(Processed, Failed),
                 *_dead_letters(subjects.PROCESSING_CONSUMER),
-                f"{JS_API}.STREAM.MSG.GET.{jobs}",
+                msg_get(jobs),
             ),
             subscribe=tuple(inbox("processing")),
         ),

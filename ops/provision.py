@@ -25,7 +25,7 @@ from nats.js.api import (
     StreamConfig,
     SubjectTransform,
 )
-from nats.js.errors import BucketNotFoundError, NotFoundError, ServiceUnavailableError
+from nats.js.errors import NotFoundError, ServiceUnavailableError
 
 from actors.leases import LEASE_TTL_SECONDS
 from ops.errors import ProvisionError
@@ -161,7 +161,11 @@ def uploads_bucket(settings: Settings) -> KeyValueConfig:
         ttl=min(7 * DAY, jobs_max_age(settings)),
         storage=StorageType.FILE,
         replicas=settings.stream_replicas,
-        # Any replica answers the gateway's direct gets (gateway.uploads.read_upload).
+        # Any replica answers the gateway's direct gets (gateway.uploads.read_upload):
+        # records are written once. Not the other buckets: they are read by nats-py's
+        # KeyValue, which turns to direct gets where a bucket allows them, and their
+        # readers compare-and-set on what they read, where a replica's late answer
+        # would be a false conflict.
         direct=True,
     )
 
@@ -198,22 +202,14 @@ async def _provision_nats(js: JetStreamContext, settings: Settings) -> None:
     )
     for bucket in buckets:
         try:
-            await js.key_value(bucket.bucket)
-        except BucketNotFoundError:
+            config = (await js.stream_info(f"{subjects.KV_STREAM_PREFIX}{bucket.bucket}")).config
+        except NotFoundError:
             await js.create_key_value(bucket)
-    # A bucket made before `uploads_bucket` asked for direct gets.
-    await allow_direct_gets(js, subjects.UPLOADS_STREAM)
-
-
-async def allow_direct_gets(js: JetStreamContext, stream: str) -> None:
-    """Lets any replica of `stream` answer direct gets, as `KeyValueConfig.direct` does
-    for a new bucket. Only for the uploads bucket, whose records are written once: the
-    other buckets are read by nats-py's `KeyValue`, which turns to direct gets once a
-    bucket allows them, and their readers compare-and-set on what they read, where a
-    replica's late answer would be a false conflict."""
-    config = (await js.stream_info(stream)).config
-    if not config.allow_direct:
-        await js.update_stream(dataclasses.replace(config, allow_direct=True))
+            continue
+        # nats-py updates no bucket: whether direct gets are allowed, as declared, is
+        # applied to a bucket made before (the uploads bucket before it asked for them).
+        if bool(config.allow_direct) != bool(bucket.direct):
+            await js.update_stream(dataclasses.replace(config, allow_direct=bool(bucket.direct)))
 
 
 async def provision_bucket(s3: S3Client, bucket: str, *, within: float = 30.0) -> None:

@@ -6,9 +6,8 @@ Every side is a process of its own: the gateway (`python -m ops gateway`), the
 baseline (`uvicorn ops.bench.baseline_app:app`) and the floor (`uvicorn
 ops.bench.floor_app:app`), both served the same way (one process, uvloop, httptools,
 no access log), the load generator(s) (`ops.bench.loadgen`, closed loop, keep-alive)
-and the ceiling (`ops.bench.ceiling`). The load generator's
-CPU and the server's CPU are measured for every figure, so the table shows which
-side was saturated.
+and the ceiling (`ops.bench.ceiling`). The load generator's CPU and the server's CPU
+are measured for every figure, so the table shows which side was saturated.
 """
 
 from __future__ import annotations
@@ -276,11 +275,9 @@ def run(settings: Settings, args: argparse.Namespace, echo: Callable[[str], None
                     files = take(max(1, min(args.loadgen_processes, c)))
                     figures = load(gw_port, "complete", c, ids_in=files, server_pid=gw_pid)
                     complete = _level(
-                        "conveyor-complete",
-                        c,
-                        figures,
+                        "conveyor-complete", c, figures,
                         ran_out_of_uploads=figures.seconds < args.duration * 0.99,
-                    )
+                    )  # fmt: skip
                     complete_rate = max(complete_rate, complete.per_second)
                     levels.append(complete)
                     echo(_row(complete))
